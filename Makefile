@@ -1,0 +1,39 @@
+# Two entry points: `make run` (set up, then run the main job) and `make test` (set up, then test).
+# Everything a fresh clone needs is installed here; torch goes first, on its own, so that pip
+# takes the CPU wheel instead of resolving a multi-GB CUDA build.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+TORCH  := torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	$(PIP) install $(TORCH)
+	$(PIP) install -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+ALBUM ?= ../shared/data/photos
+run: $(STAMP)
+	$(VENV)/bin/photosearch faces --help >/dev/null
+	$(VENV)/bin/photosearch index "$(ALBUM)"
+	$(VENV)/bin/photosearch info
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+
+test: $(STAMP) lint
+	$(PY) -m pytest -n 2 --dist loadfile
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

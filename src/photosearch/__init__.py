@@ -1,0 +1,3 @@
+"""Photosearch: find every photo of a person in an album."""
+
+__version__ = "0.1.0"

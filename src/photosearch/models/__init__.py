@@ -1,0 +1,1 @@
+"""Model files (registry, checksums, cache) and dlib's serialization format."""

@@ -1,0 +1,145 @@
+"""Pinned model files: where they are, whether they are intact, and a cache of parsed tensors.
+
+The weights are dlib's, shipped as data files in the PyPI package ``face_recognition_models``.
+We locate that package without importing it (its ``__init__`` needs ``pkg_resources``), check
+each file against a pinned SHA-256 and parse it once; the parsed arrays are cached as ``.npz``
+under the user cache directory, keyed by the file checksum and the parser version, so later
+start-ups skip the (slow, pure-Python) parse.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+MODELS_PACKAGE = "face_recognition_models"
+INSTALL_HINT = "pip install --force-reinstall face_recognition_models==0.3.0"
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, altered or unreadable; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One pinned weight file."""
+
+    key: str
+    filename: str
+    sha256: str
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in (
+        ModelSpec(
+            "detector",
+            "mmod_human_face_detector.dat",
+            "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+            "MMOD CNN face detector",
+        ),
+        ModelSpec(
+            "landmarks5",
+            "shape_predictor_5_face_landmarks.dat",
+            "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            "5-point face landmark predictor",
+        ),
+        ModelSpec(
+            "descriptor",
+            "dlib_face_recognition_resnet_model_v1.dat",
+            "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            "128-D face descriptor ResNet",
+        ),
+    )
+}
+
+# Identifies the whole model set in stored indexes: descriptors from another set are not comparable.
+MODEL_ID = "dlib-resnet-v1+mmod+sp5"
+
+
+def models_dir() -> Path:
+    """The folder holding the ``.dat`` files (``PHOTOSEARCH_MODELS_DIR`` overrides)."""
+    override = os.environ.get("PHOTOSEARCH_MODELS_DIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the model package {MODELS_PACKAGE!r} is not installed: {INSTALL_HINT}")
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def cache_dir() -> Path:
+    """Where parsed models are cached (``PHOTOSEARCH_CACHE_DIR`` overrides)."""
+    override = os.environ.get("PHOTOSEARCH_CACHE_DIR")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("photosearch")) / "models"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@cache
+def model_path(key: str) -> Path:
+    """Path of a verified model file; raises ModelError if it is missing or altered."""
+    spec = MODELS[key]
+    path = models_dir() / spec.filename
+    if not path.is_file():
+        raise ModelError(f"{spec.description} file not found at {path}: {INSTALL_HINT}")
+    actual = _sha256(path)
+    if actual != spec.sha256:
+        raise ModelError(
+            f"{spec.description} file {path} is altered (sha256 {actual[:12]}..., expected "
+            f"{spec.sha256[:12]}...): {INSTALL_HINT}"
+        )
+    return path
+
+
+Parser = Callable[[bytes], dict[str, np.ndarray]]
+
+
+def load_parsed(key: str, parser: Parser, parser_version: int) -> dict[str, np.ndarray]:
+    """The parsed arrays of a model file, from the cache when present, else parsed and cached.
+
+    ``parser_version`` must be bumped whenever the parser's output changes.
+    """
+    spec = MODELS[key]
+    path = model_path(key)
+    cached = cache_dir() / f"{key}-{spec.sha256[:16]}-p{parser_version}.npz"
+    if cached.is_file():
+        try:
+            with np.load(cached, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is simply rebuilt below
+    arrays = parser(path.read_bytes())
+    _write_cache(cached, arrays)
+    return arrays
+
+
+def _write_cache(target: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (temp file + rename) so a crash never leaves a half-written cache entry."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, target)
+    except OSError:
+        pass  # an unwritable cache only costs start-up time
