@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
-	$(PIP) install -e '.[test]'
+	$(PIP) install -e '.[test,aws]'
 	touch $(STAMP)
 
 setup: $(STAMP)

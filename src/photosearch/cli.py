@@ -171,5 +171,14 @@ def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
     click.echo(f"accuracy at threshold {report.threshold_default}: {report.accuracy_default:.4f}")
 
 
+def register_commands() -> None:
+    """Sub-command groups that live in their own modules (imported cheaply: no heavy deps)."""
+    from photosearch.aws.cli import aws
+
+    main.add_command(aws)
+
+
+register_commands()
+
 if __name__ == "__main__":
     main()
