@@ -24,6 +24,8 @@ class DlibReader:
         return len(self.data) - self.pos
 
     def _take(self, n: int) -> memoryview:
+        if n < 0:
+            raise DlibFormatError(f"negative length {n} at byte {self.pos}")
         if self.pos + n > len(self.data):
             raise DlibFormatError(f"unexpected end of data at byte {self.pos} (wanted {n} bytes)")
         chunk = self.data[self.pos : self.pos + n]
@@ -75,7 +77,10 @@ class DlibReader:
     def tensor(self) -> np.ndarray:
         """A resizable_tensor: version 2, then n, k, nr, nc, then float32 LE values."""
         self.expect_int(2, "tensor version")
+        at = self.pos
         shape = tuple(self.int() for _ in range(4))
+        if min(shape) < 0:
+            raise DlibFormatError(f"negative tensor shape {shape} at byte {at}")
         count = int(np.prod(shape))
         values = np.frombuffer(self._take(4 * count), dtype="<f4").astype(np.float32)
         return values.reshape(shape)
