@@ -1,0 +1,339 @@
+"""The indexing pipeline: album -> faces -> index, incremental, resumable, overlapped.
+
+A run (1) lists the album, (2) records deletions, (3) skips photos whose listing stamp (size and
+mtime/ETag) matches the index, then for every other photo (4) reads its bytes and fingerprints
+them in worker threads; bytes already indexed (renamed, copied, touched, or still unreadable)
+reuse their stored record without decoding, the rest are (5) decoded in the same threads
+(Pillow releases the GIL) while the main thread runs the face engine on batches of decoded
+photos. Records are committed every `commit_photos` photos or `commit_seconds` seconds, so an
+interrupted run loses at most that much work and the next run picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from photosearch.album import Album, AlbumFile, canonical_location, fingerprint
+from photosearch.images import ImageLoadError, LoadedImage, load_image
+from photosearch.index_store import (
+    STATUS_ERROR,
+    IndexWriter,
+    PhotoState,
+    photo_rows,
+)
+
+DEFAULT_COMMIT_PHOTOS = 500
+DEFAULT_COMMIT_SECONDS = 30.0
+DEFAULT_BATCH_SIZE = 8
+
+
+def data_dir() -> Path:
+    """Where default indexes live (``PHOTOSEARCH_DATA_DIR`` overrides the user data dir)."""
+    override = os.environ.get("PHOTOSEARCH_DATA_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("photosearch", appauthor=False))
+
+
+def default_index_location(album_location: str | os.PathLike) -> str:
+    """The index of an album when none is given: ``<data dir>/indexes/<name>-<hash>``."""
+    album = canonical_location(album_location)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", album.rstrip("/").rsplit("/", 1)[-1])[:40] or "album"
+    digest = hashlib.blake2b(album.encode(), digest_size=6).hexdigest()
+    return str(data_dir() / "indexes" / f"{name}-{digest}")
+
+
+def known_indexes() -> list[str]:
+    """Default-location indexes on this machine (folders holding a manifest), sorted."""
+    root = data_dir() / "indexes"
+    if not root.is_dir():
+        return []
+    return sorted(str(p.parent) for p in root.glob("*/manifest.json"))
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+@dataclass
+class RunStats:
+    """What one indexing run did."""
+
+    listed: int = 0  # photo files in the album
+    unchanged: int = 0  # skipped: same size and stamp as indexed
+    indexed: int = 0  # decoded and run through the face engine
+    reused: int = 0  # bytes already indexed (renamed / copied / touched): record copied
+    deleted: int = 0  # gone from the album: removed from the index
+    unreadable: int = 0  # recorded with their error (decoding failed)
+    read_failures: int = 0  # could not be read from storage (not recorded: retried next run)
+    faces: int = 0  # faces found in the indexed photos
+    commits: int = 0
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)  # one line per problem
+
+    @property
+    def processed(self) -> int:
+        return self.indexed + self.reused + self.unreadable
+
+
+@dataclass
+class _Prepared:
+    """A photo after the worker-thread stage."""
+
+    file: AlbumFile
+    size: int = 0
+    fingerprint: str | None = None
+    reuse: PhotoState | None = None
+    image: LoadedImage | None = None
+    error: str | None = None  # decoding failed: recorded
+    read_failure: str | None = None  # reading failed: not recorded
+
+
+class Indexer:
+    """Brings the index of one album up to date (see the module docstring)."""
+
+    def __init__(
+        self,
+        album: Album,
+        index_location: str | os.PathLike,
+        engine: Any,
+        *,
+        workers: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        commit_photos: int = DEFAULT_COMMIT_PHOTOS,
+        commit_seconds: float = DEFAULT_COMMIT_SECONDS,
+        retry_errors: bool = False,
+        report: Callable[[str], None] | None = None,
+        show_progress: bool = False,
+        index_storage_options: dict | None = None,
+    ) -> None:
+        self.album = album
+        self.index_location = index_location
+        self.engine = engine
+        self.workers = workers or default_workers()
+        self.commit_photos = max(1, commit_photos)
+        # A batch never spans more photos than one commit holds.
+        self.batch_size = max(1, min(batch_size, self.commit_photos))
+        self.commit_seconds = commit_seconds
+        self.retry_errors = retry_errors
+        self.report = report or (lambda line: print(line, file=sys.stderr))
+        self.show_progress = show_progress
+        self.index_storage_options = index_storage_options
+        self.max_side = getattr(engine, "max_side", None)
+
+    def run(self) -> RunStats:
+        started = time.monotonic()
+        stats = RunStats()
+        files = self.album.files()
+        stats.listed = len(files)
+        with IndexWriter(
+            self.index_location,
+            model_id=self.engine.model_id,
+            album=self.album.location,
+            storage_options=self.index_storage_options,
+        ) as writer:
+            if writer.reset_reason:
+                self._say(stats, writer.reset_reason)
+            shards_before = len(writer.manifest.shards)
+            present = {item.key for item in files}
+            for key in sorted(set(writer.photos) - present):
+                writer.delete(key)
+                stats.deleted += 1
+            todo = [item for item in files if not self._unchanged(writer.state(item.key), item)]
+            stats.unchanged = len(files) - len(todo)
+            try:
+                self._process(writer, todo, stats)
+            finally:
+                # Whatever finished is valid: keep it even when interrupted (Ctrl-C, errors).
+                if writer.commit():
+                    stats.commits += 1
+            if writer.needs_full_compaction():
+                writer.compact(0)
+            elif len(writer.manifest.shards) - shards_before > 1:
+                writer.compact(shards_before)  # this run's shards become one
+        stats.seconds = time.monotonic() - started
+        return stats
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _unchanged(self, state: PhotoState | None, item: AlbumFile) -> bool:
+        if state is None or not item.stamp:
+            return False
+        if self.retry_errors and state.status == STATUS_ERROR:
+            return False
+        return state.size == item.size and state.stamp == item.stamp
+
+    # -- worker-thread stage ----------------------------------------------------------------
+
+    def _prepare(self, writer: IndexWriter, item: AlbumFile) -> _Prepared:
+        prepared = _Prepared(item)
+        try:
+            data = self.album.read(item.key)
+        except Exception as exc:  # storage errors: missing since listing, network, permissions
+            prepared.read_failure = f"{item.key}: cannot read file ({_one_line(exc)})"
+            return prepared
+        prepared.size = len(data)
+        prepared.fingerprint = fingerprint(data)
+        source = writer.source_for(prepared.fingerprint)
+        if source is not None and not (self.retry_errors and source.status == STATUS_ERROR):
+            prepared.reuse = source
+            return prepared
+        try:
+            prepared.image = load_image(data, max_side=self.max_side, name=item.key)
+        except ImageLoadError as exc:
+            prepared.error = exc.reason
+        except Exception as exc:  # anything else the decoder throws is just as deterministic
+            prepared.error = f"cannot decode ({_one_line(exc)})"
+        return prepared
+
+    # -- main-thread stage ------------------------------------------------------------------
+
+    def _process(self, writer: IndexWriter, todo: list[AlbumFile], stats: RunStats) -> None:
+        from photosearch.progress import progress_bar
+
+        window = self.workers * 2 + self.batch_size
+        last_commit = time.monotonic()
+        with (
+            progress_bar("indexing", total=len(todo), disable=not self.show_progress) as advance,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool,
+        ):
+            queue: deque[Future[_Prepared]] = deque()
+            upcoming = iter(todo)
+            batch: list[_Prepared] = []
+
+            def refill() -> None:
+                while len(queue) < window:
+                    item = next(upcoming, None)
+                    if item is None:
+                        return
+                    queue.append(pool.submit(self._prepare, writer, item))
+
+            try:
+                refill()
+                while queue or batch:
+                    if queue:
+                        prepared = queue.popleft().result()
+                        refill()
+                        handled = self._record(writer, prepared, stats, batch)
+                        advance(handled)
+                    # Run the engine when the batch is full, or when the next photo is still
+                    # being decoded (no point holding decoded photos back), or at the end.
+                    if batch and (
+                        len(batch) >= self.batch_size or not queue or not queue[0].done()
+                    ):
+                        self._detect(writer, batch, stats)
+                        advance(len(batch))
+                        batch.clear()
+                    due = time.monotonic() - last_commit >= self.commit_seconds
+                    if writer.pending >= self.commit_photos or (due and writer.pending):
+                        writer.commit()
+                        stats.commits += 1
+                        last_commit = time.monotonic()
+            except BaseException:
+                for future in queue:
+                    future.cancel()
+                raise
+
+    def _record(
+        self, writer: IndexWriter, prepared: _Prepared, stats: RunStats, batch: list[_Prepared]
+    ) -> int:
+        """Record a prepared photo (or queue it for the engine); returns photos finished."""
+        item = prepared.file
+        if prepared.read_failure is not None:
+            stats.read_failures += 1
+            self._say(stats, prepared.read_failure)
+            return 1
+        if prepared.reuse is not None:
+            writer.reuse(item.key, prepared.reuse, size=prepared.size, stamp=item.stamp)
+            stats.reused += 1
+            return 1
+        if prepared.error is not None:
+            writer.put(self._rows(prepared, error=prepared.error))
+            stats.unreadable += 1
+            self._say(stats, f"{item.key}: {prepared.error}")
+            return 1
+        batch.append(prepared)
+        return 0
+
+    def _detect(self, writer: IndexWriter, batch: list[_Prepared], stats: RunStats) -> None:
+        images = [prepared.image for prepared in batch]
+        try:
+            found = self.engine.faces_for_images(images)
+        except Exception:
+            # One bad photo must not sink its batch: retry one by one to isolate it.
+            found = []
+            for prepared in batch:
+                try:
+                    found.append(self.engine.faces_for_images([prepared.image])[0])
+                except Exception as exc:
+                    # Not recorded: an engine failure (e.g. out of GPU memory) may be transient.
+                    self._say(stats, f"{prepared.file.key}: face engine failed ({_one_line(exc)})")
+                    stats.read_failures += 1
+                    found.append(None)
+        for prepared, faces in zip(batch, found, strict=True):
+            if faces is None:
+                continue
+            writer.put(self._rows(prepared, faces=faces))
+            stats.indexed += 1
+            stats.faces += len(faces)
+            prepared.image = None  # free the pixels now
+
+    def _rows(self, prepared: _Prepared, *, faces=(), error: str | None = None):
+        image = prepared.image
+        return photo_rows(
+            prepared.file.key,
+            prepared.fingerprint or "",
+            model_id=self.engine.model_id,
+            size=prepared.size,
+            stamp=prepared.file.stamp,
+            faces=faces,
+            error=error,
+            image_size=image.original_size if image is not None else None,
+        )
+
+    def _say(self, stats: RunStats, line: str) -> None:
+        stats.messages.append(line)
+        self.report(line)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def index_album(
+    album_location: str | os.PathLike,
+    index_location: str | os.PathLike | None = None,
+    *,
+    engine: Any = None,
+    device: str = "auto",
+    max_side: int | None = None,
+    **options: Any,
+) -> RunStats:
+    """Index (or update the index of) an album; returns what the run did.
+
+    `engine` defaults to a FaceEngine on `device` (with `max_side` when given); `options` go to
+    `Indexer` (workers, batch_size, commit_photos, commit_seconds, retry_errors, report,
+    show_progress).
+    """
+    album = Album(album_location)
+    if engine is None:
+        from photosearch.engine import DEFAULT_MAX_SIDE, FaceEngine
+
+        # max_side: None -> the engine's default, 0 -> full resolution.
+        side = DEFAULT_MAX_SIDE if max_side is None else (max_side or None)
+        engine = FaceEngine(device=device, max_side=side)
+    location = index_location or default_index_location(album.location)
+    return Indexer(album, location, engine, **options).run()
