@@ -173,12 +173,14 @@ def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
 
 def register_commands() -> None:
     """Sub-command groups that live in their own modules (imported cheaply: no heavy deps)."""
+    from photosearch.app.launch import app
     from photosearch.aws.cli import aws
     from photosearch.cli_index import index, info
 
     main.add_command(index)
     main.add_command(info)
     main.add_command(aws)
+    main.add_command(app)
 
 
 register_commands()

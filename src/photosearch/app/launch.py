@@ -1,0 +1,189 @@
+"""`photosearch app`: start the web app (`streamlit run page.py` with the right options).
+
+The options reach the page through environment variables (see logic.ENV_*). A plain password
+is hashed here and only the hash is passed on. Serving the network (`--public`, or an address
+other than loopback) without a password is refused before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+PAGE = Path(__file__).with_name("page.py")
+DEFAULT_PORT = 8501
+MAX_UPLOAD_MB = 50
+
+
+def read_secrets_files(folder: Path | None = None) -> dict[str, Any]:
+    """Streamlit's secrets files, as Streamlit merges them (project overrides user)."""
+    merged: dict[str, Any] = {}
+    for path in (
+        Path.home() / ".streamlit" / "secrets.toml",
+        (folder or Path.cwd()) / ".streamlit" / "secrets.toml",
+    ):
+        try:
+            merged.update(tomllib.loads(path.read_text()))
+        except FileNotFoundError:
+            continue
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise click.ClickException(f"cannot read {path}: {error}") from None
+    return merged
+
+
+def streamlit_command(address: str, port: int, *, headless: bool) -> list[str]:
+    """The `streamlit run` command line for the page."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(PAGE),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true" if headless else "false",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--server.maxUploadSize",
+        str(MAX_UPLOAD_MB),
+        "--server.enableXsrfProtection",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+        "--theme.base",
+        "light",
+    ]
+
+
+def app_environment(
+    album: str | None,
+    index: str | None,
+    public: bool,
+    password_hash: str | None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The page's environment: options in, plain password out."""
+    from photosearch.app import logic
+
+    environment = dict(os.environ if base is None else base)
+    environment.pop(logic.ENV_PASSWORD, None)
+    environment.pop(logic.ENV_PASSWORD_HASH, None)
+    for name, value in ((logic.ENV_ALBUM, album), (logic.ENV_INDEX, index)):
+        if value:
+            environment[name] = value
+        else:
+            environment.pop(name, None)
+    environment[logic.ENV_PUBLIC] = "1" if public else "0"
+    if password_hash:
+        environment[logic.ENV_PASSWORD_HASH] = password_hash
+    return environment
+
+
+@click.command()
+@click.option(
+    "--album",
+    metavar="PATH_OR_URL",
+    help="The album: a folder or a URL such as s3://bucket/photos [default: pick one in the app].",
+)
+@click.option(
+    "--index",
+    "index_location",
+    metavar="PATH_OR_URL",
+    help="The album's index [default: the album's index in the user data dir].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="The port to listen on.",
+)
+@click.option(
+    "--public",
+    is_flag=True,
+    help="Serve on every network interface (0.0.0.0). Requires a password: "
+    "PHOTOSEARCH_APP_PASSWORD or Streamlit secrets.",
+)
+@click.option(
+    "--address",
+    metavar="ADDRESS",
+    help="Bind to this address instead [default: 127.0.0.1, or 0.0.0.0 with --public]. "
+    "A non-loopback address requires a password like --public.",
+)
+@click.option("--no-browser", is_flag=True, help="Do not open a browser tab.")
+@click.option(
+    "--hash-password",
+    is_flag=True,
+    help="Print a hash of a password (asked for) to use as PHOTOSEARCH_APP_PASSWORD_HASH.",
+)
+def app(album, index_location, port, public, address, no_browser, hash_password):
+    """Start the web app: find every photo of a person in a few clicks.
+
+    Opens on http://127.0.0.1:PORT (this computer only) unless --public is given. Uploaded
+    reference photos are never stored unless you save the person.
+    """
+    # Imported here: `photosearch --help` should not pay for the app's dependencies.
+    from photosearch.app import logic
+
+    if hash_password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        click.echo(logic.hash_password(password))
+        return
+    address = address or ("0.0.0.0" if public else "127.0.0.1")
+    try:
+        password_hash = logic.password_hash_from(os.environ, read_secrets_files())
+        logic.check_startable(public, address, password_hash)
+    except logic.StartRefused as error:
+        raise click.ClickException(str(error)) from None
+    if index_location and not album:
+        try:
+            album = logic.album_of_index(index_location)
+        except Exception as error:
+            raise click.ClickException(f"cannot read the index {index_location}: {error}") from None
+        if not album:
+            raise click.ClickException(f"no photosearch index at {index_location}")
+    public_mode = public or not logic.is_loopback(address)
+    if public_mode and not album:
+        # Network users may not browse the server's folders: the album is fixed at start.
+        raise click.ClickException("--public needs --album (or --index)")
+    if album and "://" not in album and not Path(album).expanduser().is_dir():
+        raise click.ClickException(f"album folder not found: {album}")
+    try:
+        import streamlit  # noqa: F401
+    except ImportError:
+        raise click.ClickException("the web app needs Streamlit: pip install streamlit") from None
+
+    environment = app_environment(album, index_location, public_mode, password_hash)
+    command = streamlit_command(address, port, headless=no_browser or public_mode)
+    shown = "127.0.0.1" if address in ("0.0.0.0", "::") else address
+    click.echo(f"photosearch app on http://{shown}:{port}  (Ctrl-C stops it)", err=True)
+    if os.name == "posix":
+        # Become Streamlit: signals (Ctrl-C, a service manager's SIGTERM) reach the server
+        # itself, and no server is left running behind a killed launcher.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, environment)
+    try:
+        completed = subprocess.run(command, env=environment, check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -2, 130):
+        sys.exit(completed.returncode)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,1228 @@
+"""Everything the web app does, without Streamlit, so it can be tested on its own.
+
+The page script (page.py) only lays out widgets and calls into this module. Sections:
+
+1. configuration and login (password hashed, refusal to serve the network without one);
+2. the album and its index (the committed part, reloaded when a commit lands);
+3. the search call: ONE function, `find_matches`, the single place that talks to the search code;
+4. reference photos (faces found, face thumbnails, which face is the person);
+5. a browser session's search state (references, threshold, "not me" exclusions);
+6. results (pages of matches, thumbnails with the matched face boxed);
+7. acting on results (zip download, copy to a folder);
+8. saved people (descriptors and exclusions on disk, "forget" deletes them);
+9. background indexing with progress, which never blocks searching the committed part.
+
+Privacy: an uploaded reference photo is decoded in memory and only its face descriptors and
+small face thumbnails are kept, for the browser session; nothing reaches the disk unless the
+user saves the person, and then only descriptors, one face thumbnail and exclusions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import ipaddress
+import json
+import os
+import re
+import secrets as secrets_module
+import shutil
+import threading
+import time
+import uuid
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO, Protocol
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from photosearch.album import Album, AlbumError, canonical_location
+from photosearch.images import ImageLoadError, LoadedImage, load_image
+from photosearch.index_store import IndexError_, IndexReader, IndexSnapshot
+
+# ----------------------------------------------------------------------------------------------
+# 1. Configuration and login
+
+# The launcher (`photosearch app`) hands its options to the page through these variables.
+ENV_ALBUM = "PHOTOSEARCH_APP_ALBUM"
+ENV_INDEX = "PHOTOSEARCH_APP_INDEX"
+ENV_PUBLIC = "PHOTOSEARCH_APP_PUBLIC"
+# The password: plain (hashed as soon as it is read) or already hashed (see `hash_password`).
+ENV_PASSWORD = "PHOTOSEARCH_APP_PASSWORD"
+ENV_PASSWORD_HASH = "PHOTOSEARCH_APP_PASSWORD_HASH"
+# In Streamlit secrets (.streamlit/secrets.toml): [photosearch] password = "..." (or
+# password_hash = "scrypt$..."), or the two variable names above at the top level.
+SECRETS_SECTION = "photosearch"
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class StartRefused(RuntimeError):
+    """The app must not start as configured (e.g. network access without a password)."""
+
+
+def hash_password(password: str, *, salt: bytes | None = None) -> str:
+    """A salted scrypt hash, ``scrypt$N$r$p$<salt>$<hash>`` (base64): what the app keeps."""
+    if not password:
+        raise ValueError("the password is empty")
+    salt = salt if salt is not None else secrets_module.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32
+    )
+    encode = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${encode(salt)}${encode(digest)}"
+
+
+def verify_password(password: str, stored_hash: str | None) -> bool:
+    """True when `password` matches `stored_hash` (constant-time comparison)."""
+    if not password or not stored_hash:
+        return False
+    try:
+        scheme, n, r, p, salt, expected = stored_hash.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(base64.b64decode(expected)),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, base64.b64decode(expected))
+
+
+def is_password_hash(value: str) -> bool:
+    return value.startswith("scrypt$") and value.count("$") == 5
+
+
+def password_hash_from(
+    environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None
+) -> str | None:
+    """The password hash to check logins against, from the environment or Streamlit secrets.
+
+    A plain password is hashed here, so only the hash is kept in memory.
+    """
+    environ = os.environ if environ is None else environ
+    candidates: list[tuple[str | None, bool]] = [
+        (environ.get(ENV_PASSWORD_HASH), True),
+        (environ.get(ENV_PASSWORD), False),
+    ]
+    if secrets is not None:
+        section = _mapping_get(secrets, SECRETS_SECTION)
+        if isinstance(section, Mapping):
+            candidates += [
+                (_mapping_get(section, "password_hash"), True),
+                (_mapping_get(section, "password"), False),
+            ]
+        candidates += [
+            (_mapping_get(secrets, ENV_PASSWORD_HASH), True),
+            (_mapping_get(secrets, ENV_PASSWORD), False),
+        ]
+    for value, hashed in candidates:
+        if not value:
+            continue
+        value = str(value)
+        if hashed:
+            if not is_password_hash(value):
+                raise StartRefused(
+                    "the password hash is not in photosearch's format (scrypt$N$r$p$salt$hash); "
+                    "make one with `photosearch app --hash-password`"
+                )
+            return value
+        return hash_password(value)
+    return None
+
+
+def _mapping_get(mapping: Mapping[str, Any], key: str) -> Any:
+    try:
+        return mapping.get(key)
+    except Exception:  # Streamlit secrets raise their own errors when no secrets file exists
+        return None
+
+
+def is_loopback(address: str | None) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if not address:
+        return False  # Streamlit's default (no address) listens on every interface
+    if address.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: may resolve to anything
+
+
+def check_startable(public: bool, address: str | None, password_hash: str | None) -> None:
+    """Refuse to serve the network without a password (raises StartRefused)."""
+    if (public or not is_loopback(address)) and not password_hash:
+        raise StartRefused(
+            f"refusing to serve photos on the network ({address or 'all interfaces'}) without a "
+            f"password: set {ENV_PASSWORD} (or {ENV_PASSWORD_HASH}, or `password` under "
+            f"[{SECRETS_SECTION}] in .streamlit/secrets.toml)"
+        )
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """What the page was started with."""
+
+    album: str | None  # album location (folder or URL); None: the user picks one
+    index: str | None  # index location; None: the album's default index
+    public: bool  # started for network access: login required, album fixed, no server copies
+    password_hash: str | None
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, secrets: Mapping[str, Any] | None = None
+    ) -> AppConfig:
+        environ = os.environ if environ is None else environ
+        return cls(
+            album=environ.get(ENV_ALBUM) or None,
+            index=environ.get(ENV_INDEX) or None,
+            public=environ.get(ENV_PUBLIC, "").lower() in ("1", "true", "yes"),
+            password_hash=password_hash_from(environ, secrets),
+        )
+
+    def login_required(self, server_address: str | None) -> bool:
+        """Login is needed when started public or bound to an address others can reach."""
+        return self.public or not is_loopback(server_address)
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The album and its index
+
+
+@dataclass(frozen=True)
+class SearchableIndex:
+    """One committed snapshot of the index, in the arrays the search works on."""
+
+    snapshot: IndexSnapshot
+    descriptors: np.ndarray  # (F, 128) float32
+    face_photos: list[str]  # album key of each face
+    face_numbers: np.ndarray  # (F,) int: face number within its photo
+    boxes: np.ndarray  # (F, 4) int: left, top, right, bottom in original pixels (inclusive)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: IndexSnapshot) -> SearchableIndex:
+        faces = snapshot.faces
+        boxes = np.stack(
+            [faces.column(name).to_numpy(zero_copy_only=False) for name in _BOX_COLUMNS], axis=1
+        ).reshape(-1, 4)
+        return cls(
+            snapshot=snapshot,
+            descriptors=snapshot.descriptors,
+            face_photos=faces.column("photo").to_pylist(),
+            face_numbers=faces.column("face").to_numpy(zero_copy_only=False).astype(np.int64),
+            boxes=boxes.astype(np.int64),
+        )
+
+    @property
+    def generation(self) -> int:
+        return self.snapshot.manifest.generation
+
+
+_BOX_COLUMNS = ("left", "top", "right", "bottom")
+
+
+class IndexView:
+    """The committed part of an index, reloaded when a new commit lands.
+
+    The manifest is re-read at most every `recheck_seconds`, so clicking around the page does
+    not hit the storage each time, and a running indexer's commits show up within seconds.
+    """
+
+    def __init__(self, location: str, recheck_seconds: float = 2.0) -> None:
+        self.reader = IndexReader(location)
+        self.location = self.reader.location
+        self.recheck_seconds = recheck_seconds
+        self._lock = threading.Lock()
+        self._current: SearchableIndex | None = None
+        self._checked = -1e9
+
+    def refresh(self) -> None:
+        """Re-read the manifest on the next call."""
+        with self._lock:
+            self._checked = -1e9
+
+    def current(self) -> SearchableIndex | None:
+        """The latest committed snapshot, or None when nothing was ever committed."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked < self.recheck_seconds:
+                return self._current
+            manifest = self.reader.manifest()
+            self._checked = now
+            if manifest is None:
+                self._current = None
+            elif self._current is None or self._current.generation != manifest.generation:
+                self._current = SearchableIndex.from_snapshot(self.reader.snapshot(manifest))
+            return self._current
+
+
+@dataclass(frozen=True)
+class AlbumStatus:
+    """What the album panel shows."""
+
+    album: str
+    index: str
+    indexed: bool  # anything committed yet
+    photos: int  # photos recorded in the index (any status)
+    faces: int
+    no_face: int
+    errors: list[tuple[str, str]]  # (photo, reason) of the unreadable photos
+    updated: str | None  # time of the last commit (UTC, ISO 8601)
+    model_id: str | None  # the index's face models
+
+
+def index_location_for(album: str, index: str | None = None) -> str:
+    """The index to use: the one given, else the album's default index in the data dir."""
+    from photosearch.indexer import default_index_location
+
+    return canonical_location(index) if index else default_index_location(album)
+
+
+def album_of_index(index: str) -> str | None:
+    """The album an existing index describes (None if there is no index there)."""
+    manifest = IndexReader(index).manifest()
+    return manifest.album if manifest is not None else None
+
+
+def known_albums() -> list[tuple[str, str]]:
+    """(album, index) of every index in this machine's data dir, for the album picker."""
+    from photosearch.indexer import known_indexes
+
+    found = []
+    for location in known_indexes():
+        try:
+            album = album_of_index(location)
+        except IndexError_:
+            continue
+        if album:
+            found.append((album, location))
+    return found
+
+
+class Library:
+    """One album with its index: status, search data, thumbnails, background indexing.
+
+    Shared by every browser session looking at the same album (the page caches one per
+    album/index pair), so indexing runs once and thumbnails are made once.
+    """
+
+    def __init__(
+        self,
+        album: str,
+        index: str | None = None,
+        *,
+        engine_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.album = Album(album)
+        self.index_location = index_location_for(self.album.location, index)
+        self.view = IndexView(self.index_location)
+        self.thumbnails = ThumbnailCache(self.album)
+        self.indexing = BackgroundIndexer(
+            self.album, self.index_location, engine_factory=engine_factory, view=self.view
+        )
+
+    def searchable(self) -> SearchableIndex | None:
+        return self.view.current()
+
+    def status(self) -> AlbumStatus:
+        current = self.view.current()
+        if current is None:
+            return AlbumStatus(
+                self.album.location, self.index_location, False, 0, 0, 0, [], None, None
+            )
+        manifest = current.snapshot.manifest
+        stats = manifest.stats
+        return AlbumStatus(
+            album=self.album.location,
+            index=self.index_location,
+            indexed=True,
+            photos=stats.photos,
+            faces=stats.faces,
+            no_face=stats.no_face,
+            errors=current.snapshot.errors(),
+            updated=manifest.updated,
+            model_id=manifest.model_id,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. The search call (the one place that talks to the search code)
+
+# Distances are Euclidean between 128-D descriptors; dlib's models call two faces the same
+# person below 0.6 (99.38% on LFW pairs).
+DEFAULT_THRESHOLD = 0.6
+THRESHOLD_MIN = 0.30
+THRESHOLD_MAX = 0.80
+THRESHOLD_STEP = 0.01
+
+
+@dataclass(frozen=True)
+class Match:
+    """One photo that shows the person: its best face under the threshold."""
+
+    photo: str  # album key
+    distance: float  # to the closest reference (lower is more alike)
+    box: tuple[int, int, int, int]  # the matched face, original pixels, inclusive
+    face_index: int  # face number within the photo (as stored in the index)
+    score: float  # similarity in [0, 1] for display: 1 - distance / threshold, clipped
+
+
+def find_matches(
+    references: np.ndarray,
+    index: SearchableIndex,
+    *,
+    threshold: float | None = None,
+    exclude: Collection[tuple[str, int]] = (),
+) -> list[Match]:
+    """Every photo with a face within `threshold` of any reference, best first.
+
+    Exact: every indexed face is compared. A photo is represented by its closest face;
+    `exclude` holds (photo, face number) pairs marked "not me", which are never matched.
+    This is the single call to switch to `photosearch.search.search` once it exists.
+    """
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    references = np.asarray(references, dtype=np.float32).reshape(-1, 128)
+    if len(references) == 0 or len(index.descriptors) == 0:
+        return []
+    distances = _closest_reference_distances(index.descriptors, references)
+    best: dict[str, int] = {}
+    excluded = set(exclude)
+    for row in np.flatnonzero(distances <= threshold):
+        photo = index.face_photos[row]
+        if (photo, int(index.face_numbers[row])) in excluded:
+            continue
+        if photo not in best or distances[row] < distances[best[photo]]:
+            best[photo] = int(row)
+    matches = [
+        Match(
+            photo=photo,
+            distance=float(distances[row]),
+            box=tuple(int(v) for v in index.boxes[row]),  # type: ignore[arg-type]
+            face_index=int(index.face_numbers[row]),
+            score=float(np.clip(1.0 - distances[row] / max(threshold, 1e-9), 0.0, 1.0)),
+        )
+        for photo, row in best.items()
+    ]
+    matches.sort(key=lambda match: (match.distance, match.photo))
+    return matches
+
+
+def _closest_reference_distances(album: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """(F,) distance of each album face to its closest reference, exact, in float64."""
+    closest = np.full(len(album), np.inf)
+    for start in range(0, len(album), 65536):  # bounded memory for big albums
+        chunk = album[start : start + 65536].astype(np.float64)
+        differences = chunk[:, None, :] - references.astype(np.float64)[None, :, :]
+        closest[start : start + len(chunk)] = np.sqrt((differences**2).sum(-1)).min(1)
+    return closest
+
+
+def threshold_words(threshold: float) -> str:
+    """What the threshold means for the results, in plain words."""
+    if threshold < DEFAULT_THRESHOLD - 0.04:
+        return (
+            "Stricter than usual: fewer photos, nearly all of them really this person, "
+            "but some photos of them may be missed."
+        )
+    if threshold > DEFAULT_THRESHOLD + 0.04:
+        return (
+            "Looser than usual: more of their photos are found, but look-alikes and "
+            "strangers start to appear."
+        )
+    return "The usual setting: a good balance between finding every photo and avoiding others."
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. Reference photos
+
+FACE_THUMBNAIL_SIDE = 160
+
+
+class ReferenceError(ValueError):
+    """A reference photo that cannot be used; `str()` is a sentence for the user."""
+
+
+@dataclass
+class Reference:
+    """A reference photo's faces; `chosen` is the one the user says is the person."""
+
+    name: str
+    descriptors: np.ndarray  # (N, 128) float32, one per face found
+    boxes: list[tuple[int, int, int, int]]  # original pixels
+    face_thumbnails: list[bytes]  # JPEG crop of each face
+    chosen: int  # index of the person's face (default: the largest)
+
+    @property
+    def descriptor(self) -> np.ndarray:
+        return self.descriptors[self.chosen]
+
+    @property
+    def face_count(self) -> int:
+        return len(self.boxes)
+
+
+class ReferenceReader:
+    """Finds the faces of uploaded reference photos with the same engine settings as the CLI."""
+
+    def __init__(self, engine_factory: Callable[[], Any] | None = None) -> None:
+        self._engine_factory = engine_factory or _default_engine
+        self._engine: Any = None
+        self._lock = threading.Lock()  # one photo at a time: the engine is shared by sessions
+
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            self._engine = self._engine_factory()
+        return self._engine
+
+    @property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+    def read(self, data: bytes, name: str) -> Reference:
+        """The faces of one photo; raises ReferenceError with a clear sentence."""
+        from photosearch.engine import largest_face
+
+        try:
+            loaded = load_image(data, max_side=self.engine.max_side, name=name)
+        except ImageLoadError as error:
+            raise ReferenceError(
+                f"“{name}” can't be used: {error.reason}. Upload a photo (JPEG, PNG, WEBP or HEIC)."
+            ) from None
+        with self._lock:
+            faces = self.engine.faces(loaded)
+        if not faces:
+            raise ReferenceError(
+                f"No face found in “{name}”. Try a photo where the face is clearly visible."
+            )
+        largest = largest_face(faces)
+        return Reference(
+            name=name,
+            descriptors=np.stack([face.descriptor for face in faces]).astype(np.float32),
+            boxes=[face.box for face in faces],
+            face_thumbnails=[face_thumbnail(loaded, face.box) for face in faces],
+            chosen=faces.index(largest),
+        )
+
+
+def _default_engine() -> Any:
+    from photosearch.engine import FaceEngine
+
+    return FaceEngine()
+
+
+def _working_box(image: LoadedImage, box: Sequence[int]) -> tuple[float, float, float, float]:
+    """An original-pixel box in the loaded (possibly shrunk) image's pixels."""
+    scale_x, scale_y = image.axis_scales
+    left, top, right, bottom = box
+    return left / scale_x, top / scale_y, (right + 1) / scale_x, (bottom + 1) / scale_y
+
+
+def face_thumbnail(
+    image: LoadedImage, box: Sequence[int], side: int = FACE_THUMBNAIL_SIDE
+) -> bytes:
+    """A square JPEG crop around one face, with some margin (hair, chin) for recognition."""
+    left, top, right, bottom = _working_box(image, box)
+    size = max(right - left, bottom - top) * 1.6
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    height, width = image.pixels.shape[:2]
+    crop = (
+        max(0, round(centre_x - size / 2)),
+        max(0, round(centre_y - size / 2)),
+        min(width, round(centre_x + size / 2)),
+        min(height, round(centre_y + size / 2)),
+    )
+    picture = Image.fromarray(image.pixels).crop(crop)
+    picture.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return _jpeg(picture)
+
+
+def _jpeg(picture: Image.Image, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    picture.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. A browser session's search
+
+
+class UploadedFile(Protocol):
+    """What the page hands over for each uploaded file (Streamlit's UploadedFile fits)."""
+
+    file_id: str
+    name: str
+
+    def getvalue(self) -> bytes: ...
+
+
+@dataclass
+class SearchSession:
+    """One browser session's search: references, threshold, the person, exclusions.
+
+    Reference photos come from the uploader: each file is read once (by its upload id) and
+    dropped when removed from the uploader. A saved person's descriptors can be searched too;
+    "not me" marks go to that person's saved exclusions, or stay in this session otherwise.
+    """
+
+    uploads: dict[str, Reference | str] = field(default_factory=dict)  # file id -> ref or error
+    person_id: str | None = None
+    session_exclusions: set[tuple[str, int]] = field(default_factory=set)
+    threshold: float = DEFAULT_THRESHOLD
+
+    def sync_uploads(self, files: Sequence[UploadedFile], reader: ReferenceReader) -> None:
+        """Read newly uploaded files; forget files removed from the uploader."""
+        present = {file.file_id for file in files}
+        for file_id in list(self.uploads):
+            if file_id not in present:
+                del self.uploads[file_id]
+        for file in files:
+            if file.file_id in self.uploads:
+                continue
+            try:
+                self.uploads[file.file_id] = reader.read(file.getvalue(), file.name)
+            except ReferenceError as error:
+                self.uploads[file.file_id] = str(error)
+
+    @property
+    def references(self) -> list[tuple[str, Reference]]:
+        """(upload id, reference) of the usable uploads, in upload order."""
+        return [(key, ref) for key, ref in self.uploads.items() if isinstance(ref, Reference)]
+
+    @property
+    def upload_errors(self) -> list[str]:
+        return [value for value in self.uploads.values() if isinstance(value, str)]
+
+    def choose_face(self, upload_id: str, face: int) -> None:
+        reference = self.uploads.get(upload_id)
+        if isinstance(reference, Reference) and 0 <= face < reference.face_count:
+            reference.chosen = face
+
+    def person(self, store: PeopleStore) -> SavedPerson | None:
+        return store.get(self.person_id) if self.person_id else None
+
+    def descriptors(self, store: PeopleStore) -> np.ndarray:
+        """(R, 128): the saved person's descriptors, then the chosen face of each upload."""
+        rows = [reference.descriptor for _, reference in self.references]
+        person = self.person(store)
+        if person is not None:
+            rows = [*person.descriptors, *rows]
+        return np.asarray(rows, dtype=np.float32).reshape(-1, 128)
+
+    def has_query(self, store: PeopleStore) -> bool:
+        return len(self.descriptors(store)) > 0
+
+    def exclusions(self, store: PeopleStore, album: str) -> set[tuple[str, int]]:
+        person = self.person(store)
+        saved = set(person.exclusions_for(album)) if person is not None else set()
+        return saved | self.session_exclusions
+
+    def matches(self, library: Library, store: PeopleStore) -> list[Match]:
+        index = library.searchable()
+        if index is None:
+            return []
+        return find_matches(
+            self.descriptors(store),
+            index,
+            threshold=self.threshold,
+            exclude=self.exclusions(store, library.album.location),
+        )
+
+    def mark_not_me(self, match: Match, store: PeopleStore, album: str) -> None:
+        """Exclude this face from this person's results, for good if the person is saved."""
+        person = self.person(store)
+        if person is not None:
+            store.add_exclusion(person.id, album, match.photo, match.face_index)
+        else:
+            self.session_exclusions.add((match.photo, match.face_index))
+
+    def save_person(self, name: str, store: PeopleStore, album: str, model_id: str) -> SavedPerson:
+        """Save (or update) the person: descriptors, a face thumbnail and the exclusions."""
+        references = [reference for _, reference in self.references]
+        person = self.person(store)
+        if person is not None:
+            person.name = name.strip() or person.name
+            if references:
+                person.descriptors = np.concatenate(
+                    [person.descriptors, np.stack([r.descriptor for r in references])]
+                )
+            for photo, face in self.session_exclusions:
+                person.exclusions.setdefault(album, []).append((photo, face))
+            store.update(person)
+        else:
+            if not references:
+                raise ValueError("upload a photo of the person first")
+            first = references[0]
+            person = store.create(
+                name,
+                np.stack([r.descriptor for r in references]),
+                model_id=model_id,
+                face=first.face_thumbnails[first.chosen],
+                exclusions={album: sorted(self.session_exclusions)},
+            )
+        self.person_id = person.id
+        self.session_exclusions.clear()
+        return person
+
+    def use_person(self, person_id: str | None) -> None:
+        """Search for a saved person (None: only the uploaded photos)."""
+        self.person_id = person_id
+        self.session_exclusions.clear()
+
+
+# ----------------------------------------------------------------------------------------------
+# 6. Results
+
+PER_PAGE = 24
+RESULT_THUMBNAIL_SIZE = (480, 360)
+CANVAS_COLOUR = (240, 242, 246)  # Streamlit's light secondary background
+BOX_COLOUR = (255, 196, 0)  # amber: visible on skin, sky and foliage alike
+
+
+@dataclass(frozen=True)
+class ResultPage:
+    matches: list[Match]
+    number: int  # 1-based
+    pages: int
+    first: int  # 1-based position of the first match on this page (0 when empty)
+    last: int
+    total: int
+
+
+def page_of(matches: Sequence[Match], number: int, per_page: int = PER_PAGE) -> ResultPage:
+    """Page `number` (1-based, clamped to the pages that exist) of the matches."""
+    pages = max(1, -(-len(matches) // per_page))
+    number = min(max(1, int(number)), pages)
+    start = (number - 1) * per_page
+    chosen = list(matches[start : start + per_page])
+    return ResultPage(
+        matches=chosen,
+        number=number,
+        pages=pages,
+        first=start + 1 if chosen else 0,
+        last=start + len(chosen),
+        total=len(matches),
+    )
+
+
+def match_caption(match: Match) -> str:
+    return f"{match.photo} · distance {match.distance:.2f}"
+
+
+def boxed_thumbnail(
+    data: bytes, box: Sequence[int], name: str, size: tuple[int, int] = RESULT_THUMBNAIL_SIZE
+) -> bytes:
+    """A JPEG of the photo fitted into a `size` canvas, with the matched face boxed.
+
+    Every thumbnail has the same shape (the photo centred on a light background), so the
+    result grid stays tidy whatever the photos' orientation.
+    """
+    loaded = load_image(data, max_side=max(size), name=name)
+    picture = Image.fromarray(loaded.pixels)
+    left, top, right, bottom = _working_box(loaded, box)
+    width = max(3, round(max(picture.size) / 70))
+    draw = ImageDraw.Draw(picture)
+    # A dark outline around the bright box keeps it visible on light backgrounds.
+    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
+    draw.rectangle(
+        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
+        outline=BOX_COLOUR,
+        width=width - 1,
+    )
+    picture.thumbnail(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("RGB", size, CANVAS_COLOUR)
+    canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))
+    return _jpeg(canvas, quality=82)
+
+
+class ThumbnailCache:
+    """Boxed thumbnails of one album, made once and kept (bounded, least recently used)."""
+
+    def __init__(self, album: Album, capacity: int = 600) -> None:
+        self.album = album
+        self.capacity = capacity
+        self._items: OrderedDict[tuple, bytes | str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, match: Match, size: tuple[int, int] = RESULT_THUMBNAIL_SIZE) -> bytes | str:
+        """JPEG bytes, or a one-line reason when the photo cannot be shown."""
+        key = (match.photo, match.box, size)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        try:
+            value: bytes | str = boxed_thumbnail(
+                self.album.read(match.photo), match.box, match.photo, size
+            )
+        except ImageLoadError as error:
+            value = error.reason
+        except OSError as error:
+            value = f"cannot read the photo ({error.__class__.__name__})"
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+        return value
+
+
+# ----------------------------------------------------------------------------------------------
+# 7. Acting on results
+
+UNREADABLE_LIST_NAME = "could-not-read.txt"
+
+
+def zip_name(person: str | None = None) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", person or "").strip("-")
+    return f"photos-of-{slug}.zip" if slug else "photosearch-matches.zip"
+
+
+def write_zip(album: Album, photos: Iterable[str], target: BinaryIO) -> list[str]:
+    """Write the photos (album keys, folders kept) into a zip; returns those that failed.
+
+    Photos are stored, not recompressed (JPEG/HEIC do not shrink). A failed photo is listed in
+    could-not-read.txt inside the zip so the user knows what is missing.
+    """
+    failed: list[str] = []
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for photo in photos:
+            try:
+                data = album.read(photo)
+            except OSError as error:
+                failed.append(f"{photo}: {error.__class__.__name__}: {error}")
+                continue
+            archive.writestr(_safe_member(photo), data)
+        if failed:
+            archive.writestr(UNREADABLE_LIST_NAME, "\n".join(failed) + "\n")
+    return failed
+
+
+def zip_bytes(album: Album, matches: Sequence[Match]) -> bytes:
+    """The matched photos as one zip, in memory (Streamlit serves downloads from memory)."""
+    buffer = io.BytesIO()
+    write_zip(album, [match.photo for match in matches], buffer)
+    return buffer.getvalue()
+
+
+def _safe_member(key: str) -> str:
+    """An album key as a zip/copy path that cannot escape the target folder."""
+    parts = [part for part in PurePosixPath(key).parts if part not in ("", ".", "..", "/")]
+    return "/".join(parts) or "photo"
+
+
+@dataclass(frozen=True)
+class CopyReport:
+    destination: str
+    copied: int
+    already_there: int
+    failed: list[str]
+
+
+def copy_matches(album: Album, matches: Sequence[Match], destination: str | Path) -> CopyReport:
+    """Copy the matched photos into a local folder, keeping their album sub-folders.
+
+    An identical file already there is left alone; a different file of the same name is
+    never overwritten: the copy gets a " (2)" suffix.
+    """
+    root = Path(destination).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    copied = already = 0
+    failed: list[str] = []
+    for match in matches:
+        try:
+            data = album.read(match.photo)
+        except OSError as error:
+            failed.append(f"{match.photo}: {error.__class__.__name__}")
+            continue
+        target = root / _safe_member(match.photo)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        number = 2
+        while target.exists():
+            if target.read_bytes() == data:
+                break
+            stem = Path(_safe_member(match.photo)).stem
+            target = target.with_name(f"{stem} ({number}){target.suffix}")
+            number += 1
+        if target.exists():
+            already += 1
+            continue
+        temporary = target.with_name(f".{target.name}.part")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+        copied += 1
+    return CopyReport(str(root.resolve()), copied, already, failed)
+
+
+# ----------------------------------------------------------------------------------------------
+# 8. Saved people
+
+
+@dataclass
+class SavedPerson:
+    id: str
+    name: str
+    created: str
+    model_id: str
+    descriptors: np.ndarray  # (R, 128) float32
+    exclusions: dict[str, list[tuple[str, int]]]  # album location -> (photo, face) "not me"
+    face: bytes | None = None  # JPEG thumbnail of the first reference face
+
+    def exclusions_for(self, album: str) -> list[tuple[str, int]]:
+        return [(photo, int(face)) for photo, face in self.exclusions.get(album, [])]
+
+
+class PeopleStore:
+    """Saved people, one folder each: person.json (descriptors, exclusions) and face.jpg.
+
+    Lives in the data dir (``PHOTOSEARCH_DATA_DIR`` overrides it); "forget" deletes the folder.
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        if root is None:
+            from photosearch.indexer import data_dir
+
+            root = data_dir() / "people"
+        self.root = Path(root)
+        self._lock = threading.Lock()
+
+    def _folder(self, person_id: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{12}", person_id or ""):
+            raise KeyError(person_id)
+        return self.root / person_id
+
+    def list(self) -> list[SavedPerson]:
+        if not self.root.is_dir():
+            return []
+        people = [self.get(folder.name) for folder in sorted(self.root.iterdir())]
+        return sorted((p for p in people if p is not None), key=lambda p: p.name.lower())
+
+    def get(self, person_id: str | None) -> SavedPerson | None:
+        try:
+            folder = self._folder(person_id or "")
+            data = json.loads((folder / "person.json").read_text())
+        except (KeyError, OSError, ValueError):
+            return None
+        face_path = folder / "face.jpg"
+        return SavedPerson(
+            id=person_id or "",
+            name=str(data["name"]),
+            created=str(data["created"]),
+            model_id=str(data["model_id"]),
+            descriptors=np.asarray(data["descriptors"], dtype=np.float32).reshape(-1, 128),
+            exclusions={
+                album: [(str(p), int(f)) for p, f in pairs]
+                for album, pairs in data.get("exclusions", {}).items()
+            },
+            face=face_path.read_bytes() if face_path.exists() else None,
+        )
+
+    def create(
+        self,
+        name: str,
+        descriptors: np.ndarray,
+        *,
+        model_id: str,
+        face: bytes | None = None,
+        exclusions: Mapping[str, Iterable[tuple[str, int]]] | None = None,
+    ) -> SavedPerson:
+        person = SavedPerson(
+            id=uuid.uuid4().hex[:12],
+            name=name.strip() or "Unnamed",
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            model_id=model_id,
+            descriptors=np.asarray(descriptors, dtype=np.float32).reshape(-1, 128),
+            exclusions={album: list(pairs) for album, pairs in (exclusions or {}).items()},
+            face=face,
+        )
+        self.update(person)
+        return person
+
+    def update(self, person: SavedPerson) -> None:
+        folder = self._folder(person.id)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {
+            "name": person.name,
+            "created": person.created,
+            "model_id": person.model_id,
+            # float32 -> float64 -> JSON round-trips exactly
+            "descriptors": person.descriptors.astype(np.float64).tolist(),
+            "exclusions": {
+                album: sorted({(photo, int(face)) for photo, face in pairs})
+                for album, pairs in person.exclusions.items()
+                if pairs
+            },
+        }
+        with self._lock:
+            _write_atomic(folder / "person.json", json.dumps(record).encode())
+            if person.face is not None:
+                _write_atomic(folder / "face.jpg", person.face)
+
+    def add_exclusion(self, person_id: str, album: str, photo: str, face: int) -> None:
+        person = self.get(person_id)
+        if person is None:
+            raise KeyError(person_id)
+        person.exclusions.setdefault(album, []).append((photo, int(face)))
+        self.update(person)
+
+    def forget(self, person_id: str) -> bool:
+        """Delete the person: descriptors, face thumbnail and exclusions. True if it existed."""
+        try:
+            folder = self._folder(person_id)
+        except KeyError:
+            return False
+        if not folder.exists():
+            return False
+        shutil.rmtree(folder)
+        return True
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# 9. Background indexing
+
+IDLE, RUNNING, DONE, FAILED = "idle", "running", "done", "failed"
+
+
+@dataclass(frozen=True)
+class IndexingProgress:
+    state: str  # idle | running | done | failed
+    done: int = 0  # photos processed in this run
+    total: int = 0  # photos this run has to process (new or changed)
+    started: float | None = None  # time.monotonic()
+    finished: float | None = None
+    message: str = ""  # summary when done, reason when failed
+    problems: tuple[str, ...] = ()  # one line per unreadable photo
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total else 1.0
+
+    @property
+    def rate(self) -> float | None:
+        """Photos per second so far."""
+        if self.started is None or self.done == 0:
+            return None
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return self.done / elapsed if elapsed > 0 else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        rate = self.rate
+        if rate is None or self.state != RUNNING:
+            return None
+        return max(0.0, (self.total - self.done) / rate)
+
+    def label(self) -> str:
+        """One line for the progress bar."""
+        if self.state != RUNNING:
+            return self.message
+        if self.total == 0:
+            return "Looking for new photos…"
+        parts = [f"Indexing {self.done} of {self.total} photos"]
+        if self.rate is not None:
+            parts.append(f"{self.rate:.1f} photos/s")
+        if self.eta_seconds is not None:
+            parts.append(f"about {format_duration(self.eta_seconds)} left")
+        return " · ".join(parts)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+class _CountingEngine:
+    """Passes photos to the real engine and counts them, for the progress bar."""
+
+    def __init__(self, engine: Any, on_photos: Callable[[int], None]) -> None:
+        self.engine = engine
+        self.on_photos = on_photos
+
+    @property
+    def model_id(self) -> str:
+        return self.engine.model_id
+
+    @property
+    def max_side(self) -> int | None:
+        return self.engine.max_side
+
+    def faces_for_images(self, images: Sequence[LoadedImage]) -> list:
+        found = self.engine.faces_for_images(images)
+        self.on_photos(len(images))
+        return found
+
+
+class BackgroundIndexer:
+    """Runs the indexer in a thread; searching the committed part goes on meanwhile.
+
+    Commits come every `commit_photos` photos or `commit_seconds` seconds, so the search sees
+    newly indexed photos while the run goes on.
+    """
+
+    def __init__(
+        self,
+        album: Album,
+        index_location: str,
+        *,
+        engine_factory: Callable[[], Any] | None = None,
+        view: IndexView | None = None,
+        commit_photos: int = 50,
+        commit_seconds: float = 10.0,
+    ) -> None:
+        self.album = album
+        self.index_location = index_location
+        self.engine_factory = engine_factory or _default_engine
+        self.view = view
+        self.commit_photos = commit_photos
+        self.commit_seconds = commit_seconds
+        self._engine: Any = None
+        self._lock = threading.Lock()
+        self._progress = IndexingProgress(IDLE)
+        self._thread: threading.Thread | None = None
+
+    def progress(self) -> IndexingProgress:
+        with self._lock:
+            return self._progress
+
+    @property
+    def running(self) -> bool:
+        return self.progress().state == RUNNING
+
+    def start(self) -> bool:
+        """Start indexing new and changed photos; False if a run is already going."""
+        with self._lock:
+            if self._progress.state == RUNNING:
+                return False
+            self._progress = IndexingProgress(RUNNING, started=time.monotonic())
+            self._thread = threading.Thread(target=self._run, name="photosearch-index", daemon=True)
+            self._thread.start()
+            return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the current run to end; True when it has."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return not self.running
+
+    def _update(self, **changes: Any) -> None:
+        with self._lock:
+            values = {**self._progress.__dict__, **changes}
+            self._progress = IndexingProgress(**values)
+
+    def _advance(self, count: int) -> None:
+        with self._lock:
+            progress = self._progress
+            done = min(progress.total, progress.done + count)
+            self._progress = IndexingProgress(**{**progress.__dict__, "done": done})
+
+    def _run(self) -> None:
+        from photosearch.indexer import Indexer
+
+        problems: list[str] = []
+        try:
+            todo = self._plan()
+            self._update(total=len(todo))
+            keys = set(todo)
+
+            def report(line: str) -> None:
+                problems.append(line)
+                if line.split(": ", 1)[0] in keys:  # an unreadable photo is processed too
+                    self._advance(1)
+                self._update(problems=tuple(problems))
+
+            if self._engine is None:
+                self._engine = self.engine_factory()
+            indexer = Indexer(
+                self.album,
+                self.index_location,
+                _CountingEngine(self._engine, self._advance),
+                commit_photos=self.commit_photos,
+                commit_seconds=self.commit_seconds,
+                report=report,
+            )
+            stats = indexer.run()
+        except Exception as error:  # shown in the panel; the page goes on
+            self._update(state=FAILED, finished=time.monotonic(), message=_indexing_failure(error))
+        else:
+            message = (
+                f"Indexed {stats.indexed} new photo{'s' if stats.indexed != 1 else ''} "
+                f"({stats.faces} face{'s' if stats.faces != 1 else ''}) in "
+                f"{format_duration(stats.seconds)}"
+            )
+            extras = [
+                f"{stats.reused} renamed or copied" if stats.reused else "",
+                f"{stats.deleted} removed" if stats.deleted else "",
+                f"{stats.unreadable} unreadable" if stats.unreadable else "",
+            ]
+            extras = [extra for extra in extras if extra]
+            if stats.indexed == 0:
+                message = "No new photos: the index is up to date"
+            if extras:
+                message += f" ({', '.join(extras)})"
+            self._update(
+                state=DONE,
+                done=self.progress().total,
+                finished=time.monotonic(),
+                message=message + ".",
+                problems=tuple(problems),
+            )
+        finally:
+            if self.view is not None:
+                self.view.refresh()
+
+    def _plan(self) -> list[str]:
+        """Album keys the indexer will process: new, changed, or never indexed."""
+        files = self.album.files()
+        reader = IndexReader(self.index_location)
+        known: dict[str, tuple[int | None, str | None]] = {}
+        if reader.manifest() is not None:
+            photos = reader.photos()
+            known = dict(
+                zip(
+                    photos.column("photo").to_pylist(),
+                    zip(
+                        photos.column("size").to_pylist(),
+                        photos.column("stamp").to_pylist(),
+                        strict=True,
+                    ),
+                    strict=True,
+                )
+            )
+        return [
+            item.key
+            for item in files
+            if not item.stamp or known.get(item.key) != (item.size, item.stamp)
+        ]
+
+
+def _indexing_failure(error: Exception) -> str:
+    from photosearch.index_store import IndexBusyError
+
+    if isinstance(error, IndexBusyError):
+        return "Another photosearch process is indexing this album right now; try again later."
+    if isinstance(error, AlbumError):
+        return f"Cannot read the album: {error}"
+    text = " ".join(str(error).split()) or error.__class__.__name__
+    return f"Indexing stopped: {text}"

@@ -1,0 +1,377 @@
+"""The Streamlit page: layout and widgets only; every decision is in photosearch.app.logic.
+
+Run through `photosearch app` (which sets the options below as environment variables), or
+`streamlit run src/photosearch/app/page.py` with PHOTOSEARCH_APP_ALBUM set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from photosearch.album import AlbumError
+from photosearch.app import logic
+from photosearch.index_store import IndexError_
+
+st.set_page_config(page_title="Photosearch", page_icon=":material/photo_library:", layout="wide")
+
+GRID_COLUMNS = 4
+FACE_CHOICES_PER_ROW = 8
+MAX_ERRORS_SHOWN = 200
+
+
+@st.cache_resource(show_spinner=False)
+def get_library(album: str, index: str | None) -> logic.Library:
+    return logic.Library(album, index)
+
+
+@st.cache_resource(show_spinner=False)
+def get_reader() -> logic.ReferenceReader:
+    return logic.ReferenceReader()
+
+
+@st.cache_resource(show_spinner=False)
+def get_people(data_dir: str) -> logic.PeopleStore:
+    return logic.PeopleStore(Path(data_dir) / "people")
+
+
+def read_config() -> logic.AppConfig:
+    try:
+        secrets = st.secrets
+        secrets.to_dict()  # raises when no secrets file exists
+    except Exception:
+        secrets = None
+    return logic.AppConfig.from_environment(secrets=secrets)
+
+
+def login_gate(config: logic.AppConfig) -> None:
+    """Stops the page until the user has signed in (only when login is required)."""
+    if not config.login_required(st.get_option("server.address")):
+        return
+    if not config.password_hash:
+        st.error(
+            "This app is reachable from the network but no password is set, so it will not "
+            f"show any photo. Set {logic.ENV_PASSWORD} and restart it."
+        )
+        st.stop()
+    if st.session_state.get("signed_in"):
+        return
+    st.title("Photosearch")
+    with st.form("login"):
+        password = st.text_input("Password", type="password", key="password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        if logic.verify_password(password, config.password_hash):
+            st.session_state["signed_in"] = True
+            st.rerun()
+        time.sleep(1.0)  # slows down guessing
+        st.error("Wrong password.")
+    st.stop()
+
+
+def choose_album(config: logic.AppConfig) -> tuple[str | None, str | None]:
+    """The album (and index) in use: picked in the app, or given at start."""
+    if "album" in st.session_state:
+        return st.session_state["album"], None
+    if config.album:
+        return config.album, config.index
+    if config.index:
+        return logic.album_of_index(config.index), config.index
+    return None, None
+
+
+def album_picker(public: bool) -> None:
+    known = [album for album, _ in logic.known_albums()]
+    with st.form("pick-album", border=False):
+        if known:
+            chosen = st.selectbox("Albums indexed on this computer", known, index=None)
+        else:
+            chosen = None
+        typed = st.text_input(
+            "Album folder", placeholder="/home/me/Pictures or s3://bucket/photos", key="album_path"
+        )
+        opened = st.form_submit_button("Open album", disabled=public)
+    if opened:
+        location = typed.strip() or chosen
+        if not location:
+            st.warning("Type a folder, or pick an album.")
+        elif "://" not in location and not Path(location).expanduser().is_dir():
+            st.error(f"Folder not found: {location}")
+        else:
+            st.session_state["album"] = location
+            st.session_state.pop("pick_album", None)
+            st.session_state.pop("search", None)
+            st.rerun()
+
+
+def album_panel(library: logic.Library, status: logic.AlbumStatus, public: bool) -> None:
+    st.sidebar.header("Album")
+    st.sidebar.code(status.album, language=None, wrap_lines=True)
+    if status.indexed:
+        photos, faces = st.sidebar.columns(2)
+        photos.metric("Photos", f"{status.photos:,}")
+        faces.metric("Faces", f"{status.faces:,}")
+        st.sidebar.caption(f"Last indexed {status.updated.replace('T', ' ').rstrip('Z')} UTC")
+        if status.errors:
+            unreadable = len(status.errors)
+            with st.sidebar.expander(
+                f"{unreadable} file{'s' if unreadable != 1 else ''} could not be read",
+                icon=":material/warning:",
+            ):
+                for photo, reason in status.errors[:MAX_ERRORS_SHOWN]:
+                    st.markdown(f"**{photo}**  \n{reason}")
+                if unreadable > MAX_ERRORS_SHOWN:
+                    st.caption(f"…and {unreadable - MAX_ERRORS_SHOWN} more: `photosearch info`.")
+    else:
+        st.sidebar.info("This album is not indexed yet.")
+    indexing_panel(library, first_time=not status.indexed)
+    with st.sidebar.expander("Details"):
+        st.caption(f"Index: `{status.index}`")
+        if status.model_id:
+            st.caption(f"Face models: `{status.model_id}`")
+        if not public and st.button("Open another album"):
+            st.session_state.pop("album", None)
+            st.session_state["pick_album"] = True
+            st.rerun()
+
+
+def indexing_panel(library: logic.Library, first_time: bool) -> None:
+    running = library.indexing.running
+
+    @st.fragment(run_every=1.0 if running else None)
+    def panel() -> None:
+        progress = library.indexing.progress()
+        if progress.state == logic.RUNNING:
+            st.session_state["was_indexing"] = True
+            st.progress(progress.fraction, text=progress.label())
+            st.caption("You can search the photos indexed so far meanwhile.")
+            return
+        if st.session_state.pop("was_indexing", False):
+            st.rerun()  # refresh the counts and the results with the new photos
+        label = "Index the album" if first_time else "Index new photos"
+        if st.button(label, type="primary" if first_time else "secondary", width="stretch"):
+            library.indexing.start()
+            st.session_state["was_indexing"] = True
+            st.rerun()
+        if progress.state == logic.DONE:
+            st.success(progress.message)
+        elif progress.state == logic.FAILED:
+            st.error(progress.message)
+
+    with st.sidebar:
+        panel()
+
+
+def people_panel(session: logic.SearchSession, people: logic.PeopleStore) -> None:
+    saved = people.list()
+    st.sidebar.header("Saved people")
+    if not saved:
+        st.sidebar.caption("Nobody saved. Uploaded photos are not kept unless you save the person.")
+    for person in saved:
+        face, name = st.sidebar.columns([1, 3], vertical_alignment="center")
+        if person.face:
+            face.image(person.face, width=48)
+        active = session.person_id == person.id
+        name.markdown(f"**{person.name}**" + (" · searching" if active else ""))
+        search, forget = st.sidebar.columns(2)
+        search.button(
+            "Search",
+            key=f"use-{person.id}",
+            disabled=active,
+            on_click=session.use_person,
+            args=(person.id,),
+            width="stretch",
+        )
+        with forget.popover("Forget", width="stretch"):
+            st.caption(f"Delete what is saved about {person.name}: face descriptors and “not me”.")
+            if st.button("Forget for good", key=f"forget-{person.id}", type="primary"):
+                people.forget(person.id)
+                if active:
+                    session.use_person(None)
+                st.toast(f"Forgot {person.name}: their descriptors and exclusions are deleted.")
+                st.rerun()
+
+
+def references_section(
+    session: logic.SearchSession, people: logic.PeopleStore, reader: logic.ReferenceReader
+) -> None:
+    st.subheader("1 · Who are you looking for?")
+    person = session.person(people)
+    if person is not None:
+        info, stop = st.columns([4, 1], vertical_alignment="center")
+        info.info(f"Searching for **{person.name}** (saved). Add photos below to improve it.")
+        stop.button("Stop", on_click=session.use_person, args=(None,), key="stop-person")
+    files = st.file_uploader(
+        "Upload one or more clear photos of the person (JPEG, PNG, WEBP or HEIC)",
+        accept_multiple_files=True,
+        key="references",
+        help="Photos are only read in memory to find the face; they are not stored.",
+    )
+    with st.spinner("Looking for faces…"):
+        session.sync_uploads(files or [], reader)
+    for error in session.upload_errors:
+        st.error(error, icon=":material/block:")
+    single = [ref.face_thumbnails[0] for _, ref in session.references if ref.face_count == 1]
+    if single:
+        st.caption("Searching for this face" if len(single) == 1 else "Searching for these faces")
+        st.image(single, width=96)
+    for upload_id, reference in session.references:
+        if reference.face_count == 1:
+            continue
+        st.markdown(
+            f"**{reference.name}** shows {reference.face_count} people. Which one are you "
+            "looking for?"
+        )
+        for number, thumbnail in enumerate(reference.face_thumbnails):
+            if number % FACE_CHOICES_PER_ROW == 0:  # narrow columns: faces side by side
+                columns = st.columns(FACE_CHOICES_PER_ROW)
+            column = columns[number % FACE_CHOICES_PER_ROW]
+            column.image(thumbnail, width=96)
+            chosen = number == reference.chosen
+            column.button(
+                "✓ This one" if chosen else "This one",
+                key=f"face-{upload_id}-{number}",
+                type="primary" if chosen else "secondary",
+                on_click=session.choose_face,
+                args=(upload_id, number),
+            )
+
+
+def results_section(
+    session: logic.SearchSession,
+    library: logic.Library,
+    people: logic.PeopleStore,
+    reader: logic.ReferenceReader,
+    public: bool,
+) -> None:
+    st.subheader("2 · Their photos")
+    session.threshold = st.slider(
+        "Match threshold: move left to be stricter, right to be looser",
+        min_value=logic.THRESHOLD_MIN,
+        max_value=logic.THRESHOLD_MAX,
+        value=logic.DEFAULT_THRESHOLD,
+        step=logic.THRESHOLD_STEP,
+        format="%.2f",
+        key="threshold",
+    )
+    st.caption(logic.threshold_words(session.threshold))
+    matches = session.matches(library, people)
+    album = library.album.location
+    if not matches:
+        st.markdown("#### No photos found")
+        st.caption("Try a looser threshold, or another photo of the person.")
+        return
+    count = len(matches)
+    st.markdown(f"#### {count} photo{'s' if count != 1 else ''} found")
+    actions = st.columns([1, 1, 1, 2])
+    person = session.person(people)
+    actions[0].download_button(
+        f"Download all ({count})",
+        data=lambda: logic.zip_bytes(library.album, matches),  # made on click
+        file_name=logic.zip_name(person.name if person else None),
+        mime="application/zip",
+        on_click="ignore",
+        key="download",
+        icon=":material/download:",
+    )
+    if not public:
+        with actions[1].popover("Copy to a folder", icon=":material/folder_copy:"):
+            folder = st.text_input("Folder on this computer", key="copy_folder")
+            if st.button(f"Copy {count} photos", key="copy", disabled=not folder.strip()):
+                report = logic.copy_matches(library.album, matches, folder.strip())
+                st.success(
+                    f"Copied {report.copied} to {report.destination}"
+                    + (f" ({report.already_there} already there)" if report.already_there else "")
+                )
+                for line in report.failed:
+                    st.error(line)
+    with actions[2].popover(
+        "Save this person" if person is None else "Update person", icon=":material/person_add:"
+    ):
+        name = st.text_input("Name", value=person.name if person else "", key="person_name")
+        st.caption("Saves the face descriptors and your “not me” choices, not the photos.")
+        if st.button("Save", key="save_person", disabled=not name.strip()):
+            saved = session.save_person(name, people, album, reader.model_id)
+            st.toast(f"Saved {saved.name}.")
+            st.rerun()
+
+    page = logic.page_of(matches, st.session_state.get("page", 1), per_page=logic.PER_PAGE)
+    if st.session_state.get("page", 1) != page.number:
+        st.session_state["page"] = page.number
+    if page.pages > 1:
+        st.caption(f"Showing {page.first}–{page.last} of {page.total}, best matches first")
+    for start in range(0, len(page.matches), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, match in zip(columns, page.matches[start : start + GRID_COLUMNS], strict=False):
+            with column.container(border=True, key=f"match-{match_key(match)}"):
+                thumbnail = library.thumbnails.get(match)
+                if isinstance(thumbnail, bytes):
+                    st.image(thumbnail, caption=logic.match_caption(match), width="stretch")
+                else:
+                    st.warning(f"{match.photo}: {thumbnail}")
+                st.button(
+                    "Not me",
+                    key=f"not-me-{match_key(match)}",
+                    on_click=mark_not_me,
+                    args=(session, match, people, album),
+                    help="Hide this photo from this person's results",
+                )
+    if page.pages > 1:
+        st.pagination(page.pages, key="page")
+
+
+def match_key(match: logic.Match) -> str:
+    """A widget key for a result that survives reruns and is safe in a CSS class name."""
+    return hashlib.blake2b(f"{match.photo}\0{match.face_index}".encode(), digest_size=6).hexdigest()
+
+
+def mark_not_me(
+    session: logic.SearchSession, match: logic.Match, people: logic.PeopleStore, album: str
+) -> None:
+    session.mark_not_me(match, people, album)
+    st.toast(f"Hidden {match.photo}: it won't come back for this person.")
+
+
+def main() -> None:
+    try:
+        config = read_config()
+    except logic.StartRefused as error:
+        st.error(str(error))
+        st.stop()
+    login_gate(config)
+    album, index = choose_album(config)
+    if album is None or st.session_state.get("pick_album"):
+        st.title("Find every photo of someone")
+        st.write("First, which album should we look in?")
+        album_picker(config.public)
+        st.stop()
+
+    from photosearch.indexer import data_dir
+
+    library = get_library(album, index)
+    reader = get_reader()
+    people = get_people(str(data_dir()))
+    session: logic.SearchSession = st.session_state.setdefault("search", logic.SearchSession())
+    try:
+        status = library.status()
+    except (IndexError_, AlbumError, OSError) as error:
+        st.error(f"Cannot read the index at {library.index_location}: {error}")
+        st.stop()
+
+    album_panel(library, status, config.public)
+    people_panel(session, people)
+
+    st.title("Find every photo of someone")
+    if status.model_id and status.model_id != reader.model_id:
+        st.warning("This album was indexed with other face models: index it again to search it.")
+    if not status.indexed and not library.indexing.running:
+        st.info("Start by indexing the album (left panel). It runs in the background.")
+    references_section(session, people, reader)
+    if session.has_query(people):
+        results_section(session, library, people, reader, config.public)
+
+
+main()
