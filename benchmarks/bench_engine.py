@@ -26,10 +26,10 @@ def main() -> None:
     require_shared_data()
 
     import dlib
-    from photosearch.align import face_chips
-    from photosearch.images import LoadedImage
 
+    from photosearch.align import face_chips
     from photosearch.engine import FaceEngine
+    from photosearch.images import LoadedImage
     from photosearch.models.registry import model_path
 
     paths = [p for p in shared_photos() if "no_face" not in str(p)]
