@@ -262,3 +262,439 @@ def upload(
         for key, reason in sorted(report.failed.items()):
             click.echo(f"error: {key}: {reason}", err=True)
     sys.exit(1 if report.failed else 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# SageMaker: package, index, deploy, undeploy, serve-local, cost (docs/sagemaker.md)
+
+
+def load_sagemaker():
+    """The SageMaker modules (boto3-backed), or a one-line error without the `aws` extra."""
+    try:
+        from photosearch.aws import clients, package, sagemaker, stack
+    except ImportError as exc:
+        fail(f"the aws commands need boto3 ({exc}); install with: pip install 'photosearch[aws]'")
+    return clients, package, sagemaker, stack
+
+
+def stack_outputs(clients, stack, session, name_prefix: str, *needed: str) -> dict[str, str]:
+    """The stack's outputs, failing with one line when one of `needed` is missing."""
+    cloudformation = clients.make_client(session, "cloudformation")
+    info = stack.require_stack(
+        cloudformation, stack.stack_name_for(name_prefix), session.region_name
+    )
+    missing = [name for name in needed if name not in info.outputs]
+    if missing:
+        names = ", ".join(missing)
+        fail(f"stack {info.name} has no {names} output (run `photosearch aws provision`)")
+    return info.outputs
+
+
+def ensure_package(clients, package, session, bucket: str, output: Path | None = None):
+    """Build the model package and upload it unless the same one is there: its s3:// URI."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="photosearch-package-") as temporary:
+        target = output or Path(temporary) / "model.tar.gz"
+        note("building the model package (weights + code)")
+        built = package.build_package(target)
+        s3 = clients.make_client(session, "s3")
+        uploaded = package.upload_package(s3, built, bucket)
+    verb = "uploaded" if uploaded.uploaded else "already there"
+    note(
+        f"model package {built.package_version} ({built.size / 1e6:.1f} MB): {verb} {uploaded.uri}"
+    )
+    return built, uploaded
+
+
+@aws.command(name="package")
+@name_prefix_option
+@region_option
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also keep the archive here (default: a temporary file).",
+)
+@click.option("--bucket", default=None, help="Upload here instead of the stack's artifacts bucket.")
+@click.option("--no-upload", is_flag=True, help="Only build (needs --output).")
+@json_option
+def package_command(name_prefix, region, output, bucket, no_upload, as_json) -> None:
+    """Build model.tar.gz (parsed weights, inference and processing code, requirements) and
+    upload it to the artifacts bucket under packages/<model id>/<package version>/.
+
+    The version is photosearch's plus a digest of the content: unchanged code and weights give
+    the same key, and the upload is skipped.
+    """
+    clients, package, _, stack = load_sagemaker()
+    if no_upload:
+        if output is None:
+            raise click.UsageError("--no-upload needs --output")
+        built = package.build_package(output)
+        payload = built.to_json()
+        click.echo(json.dumps(payload) if as_json else f"{output}: {built.package_version}")
+        return
+    try:
+        session = clients.make_session(region)
+        if bucket is None:
+            bucket = stack_outputs(clients, stack, session, name_prefix, "ArtifactsBucketName")[
+                "ArtifactsBucketName"
+            ]
+        built, uploaded = ensure_package(clients, package, session, bucket, output)
+    except clients.AwsError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(
+            json.dumps({**built.to_json(), "uri": uploaded.uri, "uploaded": uploaded.uploaded})
+        )
+    else:
+        click.echo(uploaded.uri)
+
+
+@aws.command(name="index")
+@click.argument("album_url", metavar="ALBUM_S3_URL")
+@click.option("--index", "index_url", required=True, metavar="INDEX_S3_URL", help="The index.")
+@click.option(
+    "--instances",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Processing instances; the photos are sharded over them by key.",
+)
+@click.option(
+    "--instance-type",
+    default="ml.g4dn.xlarge",
+    show_default=True,
+    help="Processing instance type (ml.g*/ml.p*: GPU image; others: CPU image).",
+)
+@click.option(
+    "--local-instances",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Run the job here instead, as this many simulated instances (no SageMaker needed; "
+    "S3 is whatever the AWS variables name).",
+)
+@click.option("--package-uri", default=None, help="Model package to run (default: build/upload).")
+@click.option("--image-uri", default=None, help="Container image (default: AWS PyTorch image).")
+@click.option("--role-arn", default=None, help="Execution role (default: the stack's).")
+@click.option("--job-name", default=None, help="Default: <prefix>-index-<UTC time>.")
+@click.option(
+    "--max-side",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Shrink larger photos to this side before detection (0: full size) [default: 2000].",
+)
+@click.option("--retry-errors", is_flag=True, help="Send unreadable photos again.")
+@click.option(
+    "--max-runtime-hours",
+    type=click.FloatRange(0.1, 120),
+    default=24,
+    show_default=True,
+    help="SageMaker stops the job after this long.",
+)
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@name_prefix_option
+@region_option
+@json_option
+def index_command(
+    album_url,
+    index_url,
+    instances,
+    instance_type,
+    local_instances,
+    package_uri,
+    image_uri,
+    role_arn,
+    job_name,
+    max_side,
+    retry_errors,
+    max_runtime_hours,
+    no_progress,
+    name_prefix,
+    region,
+    as_json,
+) -> None:
+    """Index an S3 album with a SageMaker Processing job: only photos not indexed yet are sent,
+    sharded over the instances; the results are merged into the index at INDEX_S3_URL.
+
+    Shows the job's status and progress; a failed job prints its failure reason and where its
+    logs are, with exit status 1.
+    """
+    from photosearch.progress import progress_bar
+
+    clients, package, sagemaker, stack = load_sagemaker()
+    name = job_name or sagemaker.timestamped(f"{name_prefix}-index")
+    try:
+        session = clients.make_session(region)
+        s3 = clients.make_client(session, "s3")
+        client = None
+        if not local_instances:
+            outputs = stack_outputs(
+                clients,
+                stack,
+                session,
+                name_prefix,
+                "SageMakerExecutionRoleArn",
+                "ArtifactsBucketName",
+            )
+            role_arn = role_arn or outputs["SageMakerExecutionRoleArn"]
+            if package_uri is None:
+                package_uri = ensure_package(
+                    clients, package, session, outputs["ArtifactsBucketName"]
+                )[1].uri
+            client = clients.make_client(session, "sagemaker")
+        with progress_bar(
+            "indexing", total=None, disable=no_progress or as_json or bool(local_instances)
+        ) as advance:
+            shown = [0]
+
+            def on_progress(done: int, total: int) -> None:
+                if done > shown[0]:
+                    advance(done - shown[0])
+                    shown[0] = done
+
+            run = sagemaker.run_index_job(
+                album_url,
+                index_url,
+                s3=s3,
+                region=session.region_name,
+                job_name=name,
+                sagemaker=client,
+                role_arn=role_arn or "",
+                package_uri=package_uri,
+                image_uri=image_uri,
+                instances=instances,
+                instance_type=instance_type,
+                local_instances=local_instances,
+                max_side=max_side,
+                retry_errors=retry_errors,
+                max_runtime_seconds=int(max_runtime_hours * 3600),
+                report=note,
+                on_progress=on_progress,
+            )
+    except clients.AwsError as exc:
+        fail(str(exc))
+    except Exception as exc:  # album/index problems (AlbumError, IndexError_): one line
+        from photosearch.album import AlbumError
+        from photosearch.index_store import IndexError_
+
+        if isinstance(exc, AlbumError | IndexError_ | ValueError):
+            fail(str(exc))
+        raise
+    if as_json:
+        click.echo(json.dumps(run.to_json()))
+        return
+    merge = run.merge
+    click.echo(
+        f"{run.listed} photos in the album: {run.planned} sent to job {run.job_name} "
+        f"({run.status.lower()}), {run.unchanged} unchanged; merged {merge.merged} "
+        f"({merge.faces} faces, {merge.unreadable} unreadable), {merge.deleted} deleted, "
+        f"{len(merge.missing)} without result, in {run.seconds:.1f} s"
+    )
+
+
+def endpoint_name_option(function):
+    return click.option(
+        "--endpoint-name",
+        default=None,
+        help="Endpoint name [default: <name prefix>-search; the app role may only invoke "
+        "endpoints named <name prefix>-*].",
+    )(function)
+
+
+@aws.command()
+@click.option(
+    "--mode",
+    type=click.Choice(["serverless", "async", "realtime-gpu"]),
+    required=True,
+    help="serverless: CPU, billed per request, nothing idle. async: GPU, scales to zero "
+    "between sessions. realtime-gpu: GPU, billed every hour it exists.",
+)
+@click.option("--index", "index_url", required=True, metavar="INDEX_S3_URL", help="The index.")
+@endpoint_name_option
+@click.option(
+    "--instance-type", default="ml.g4dn.xlarge", show_default=True, help="async/realtime."
+)
+@click.option(
+    "--memory-mb",
+    type=click.Choice(["1024", "2048", "3072", "4096", "5120", "6144"]),
+    default="6144",
+    show_default=True,
+    help="Serverless memory.",
+)
+@click.option("--max-concurrency", type=click.IntRange(1, 200), default=None, help="Per endpoint.")
+@click.option("--package-uri", default=None, help="Model package (default: build/upload).")
+@click.option("--image-uri", default=None, help="Container image (default: AWS PyTorch image).")
+@click.option("--role-arn", default=None, help="Execution role (default: the stack's).")
+@click.option("--no-wait", is_flag=True, help="Return once the endpoint is being created.")
+@name_prefix_option
+@region_option
+@json_option
+def deploy(
+    mode,
+    index_url,
+    endpoint_name,
+    instance_type,
+    memory_mb,
+    max_concurrency,
+    package_uri,
+    image_uri,
+    role_arn,
+    no_wait,
+    name_prefix,
+    region,
+    as_json,
+) -> None:
+    """Deploy (or switch) the search endpoint for the index at INDEX_S3_URL."""
+    clients, package, sagemaker, stack = load_sagemaker()
+    name = endpoint_name or f"{name_prefix}-search"
+    if not name.startswith(f"{name_prefix}-"):
+        note(f"warning: the app role may only invoke endpoints named {name_prefix}-*")
+    try:
+        session = clients.make_session(region)
+        outputs = stack_outputs(
+            clients,
+            stack,
+            session,
+            name_prefix,
+            "SageMakerExecutionRoleArn",
+            "ArtifactsBucketName",
+            "EmbeddingsBucketName",
+        )
+        if package_uri is None:
+            package_uri = ensure_package(clients, package, session, outputs["ArtifactsBucketName"])[
+                1
+            ].uri
+        deployment = sagemaker.deploy(
+            clients.make_client(session, "sagemaker"),
+            endpoint_name=name,
+            mode=mode,
+            role_arn=role_arn or outputs["SageMakerExecutionRoleArn"],
+            package_uri=package_uri,
+            index_uri=sagemaker.require_s3_url(index_url, "the index"),
+            region=session.region_name,
+            image_uri=image_uri,
+            instance_type=instance_type,
+            memory_mb=int(memory_mb),
+            max_concurrency=max_concurrency,
+            async_output_uri=sagemaker.async_location_for(outputs["EmbeddingsBucketName"], name),
+            autoscaling=clients.make_client(session, "application-autoscaling"),
+            cloudwatch=clients.make_client(session, "cloudwatch"),
+            wait=not no_wait,
+            on_status=lambda status: note(f"endpoint {name}: {status}"),
+        )
+    except clients.AwsError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(deployment.to_json()))
+        return
+    click.echo(f"endpoint {name} ({mode}): {deployment.action}, {deployment.status}")
+    if mode == "realtime-gpu":
+        click.echo("  billed every hour it exists: `photosearch aws undeploy` when done")
+
+
+@aws.command()
+@endpoint_name_option
+@name_prefix_option
+@region_option
+def undeploy(endpoint_name, name_prefix, region) -> None:
+    """Delete the search endpoint, its configuration and model: nothing left to bill."""
+    clients, _, sagemaker, _ = load_sagemaker()
+    name = endpoint_name or f"{name_prefix}-search"
+    try:
+        session = clients.make_session(region)
+        deleted = sagemaker.undeploy(
+            clients.make_client(session, "sagemaker"),
+            name,
+            autoscaling=clients.make_client(session, "application-autoscaling"),
+            cloudwatch=clients.make_client(session, "cloudwatch"),
+        )
+    except clients.AwsError as exc:
+        fail(str(exc))
+    click.echo(f"deleted {', '.join(deleted)}")
+
+
+@aws.command(name="serve-local")
+@click.option("--index", "index_url", required=True, metavar="INDEX", help="s3://... or a folder.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--endpoint-name", default=None, help="Answer only this runtime endpoint name.")
+@click.option(
+    "--package",
+    "package_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Use this model.tar.gz's weights (as the endpoint would).",
+)
+def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
+    """Serve the endpoint's handler here: GET /ping, POST /invocations, and the runtime API's
+    POST /endpoints/NAME/invocations, so boto3's sagemaker-runtime client (and
+    `photosearch search --endpoint`) reach it with AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME.
+    """
+    import os
+    import tempfile
+
+    from photosearch.aws import inference
+    from photosearch.aws.local import LocalEndpoint
+
+    with tempfile.TemporaryDirectory(prefix="photosearch-model-") as model_dir:
+        if package_path is not None:
+            from photosearch.aws.package import unpack_package
+
+            unpack_package(package_path, Path(model_dir))
+        os.environ[inference.INDEX_ENV] = index_url
+        try:
+            model = inference.model_fn(model_dir if package_path is not None else None)
+        except inference.InferenceError as exc:
+            fail(exc.message)
+        endpoint = LocalEndpoint(model, host=host, port=port, endpoint_name=endpoint_name, log=note)
+        note(f"serving {model.location} at {endpoint.url}")
+        note(f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}")
+        try:
+            endpoint.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            endpoint.server.server_close()
+            model.close()
+
+
+@aws.command()
+@click.option("--photos", type=click.IntRange(min=0), required=True, help="Photos in the album.")
+@click.option("--searches", type=click.IntRange(min=0), required=True, help="Searches in all.")
+@click.option("--days", type=click.FloatRange(min=0.01), required=True, help="Over this period.")
+@click.option(
+    "--sessions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Bursts of searching (cold starts) [default: one a day].",
+)
+@click.option("--instances", type=click.IntRange(1, 100), default=1, show_default=True)
+@click.option("--instance-type", default="ml.g4dn.xlarge", show_default=True, help="Indexing.")
+@click.option(
+    "--gpu-photos-per-second",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Indexing throughput of one GPU instance (e.g. from a job's log) instead of the table's.",
+)
+@json_option
+def cost(
+    photos, searches, days, sessions, instances, instance_type, gpu_photos_per_second, as_json
+):
+    """Estimated cost of each deployment choice (and of AWS Rekognition) for this use."""
+    from photosearch.aws import cost as costs
+
+    usage = costs.Usage(
+        photos=photos,
+        searches=searches,
+        days=days,
+        sessions=sessions or costs.default_sessions(days),
+        processing_instance=instance_type,
+        instances=instances,
+        gpu_photos_per_second=gpu_photos_per_second,
+    )
+    try:
+        result = costs.estimate(usage)
+    except (KeyError, ValueError) as exc:
+        fail(f"cannot estimate: {exc} (known instance types are in photosearch/aws/prices.json)")
+    click.echo(json.dumps(result.to_json()) if as_json else costs.format_estimate(result))
