@@ -176,9 +176,11 @@ def register_commands() -> None:
     from photosearch.app.launch import app
     from photosearch.aws.cli import aws
     from photosearch.cli_index import index, info
+    from photosearch.cli_search import search
 
     main.add_command(index)
     main.add_command(info)
+    main.add_command(search)
     main.add_command(aws)
     main.add_command(app)
 

@@ -32,19 +32,31 @@ import shutil
 import threading
 import time
 import uuid
-import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from photosearch.album import Album, AlbumError, canonical_location
 from photosearch.images import ImageLoadError, LoadedImage, load_image
-from photosearch.index_store import IndexError_, IndexReader, IndexSnapshot
+from photosearch.index_store import IndexError_, IndexReader
+from photosearch.query import (
+    DEFAULT_THRESHOLD,
+    IndexView,
+    Match,
+    SearchableIndex,
+    find_matches,
+)
+from photosearch.results import UNREADABLE_LIST_NAME as UNREADABLE_LIST_NAME
+from photosearch.results import CopyReport as CopyReport
+from photosearch.results import copy_matches as copy_matches
+from photosearch.results import write_zip as write_zip
+from photosearch.results import zip_bytes as zip_bytes
+from photosearch.results import zip_name as zip_name
 
 # ----------------------------------------------------------------------------------------------
 # 1. Configuration and login
@@ -202,73 +214,6 @@ class AppConfig:
 
 
 @dataclass(frozen=True)
-class SearchableIndex:
-    """One committed snapshot of the index, in the arrays the search works on."""
-
-    snapshot: IndexSnapshot
-    descriptors: np.ndarray  # (F, 128) float32
-    face_photos: list[str]  # album key of each face
-    face_numbers: np.ndarray  # (F,) int: face number within its photo
-    boxes: np.ndarray  # (F, 4) int: left, top, right, bottom in original pixels (inclusive)
-
-    @classmethod
-    def from_snapshot(cls, snapshot: IndexSnapshot) -> SearchableIndex:
-        faces = snapshot.faces
-        boxes = np.stack(
-            [faces.column(name).to_numpy(zero_copy_only=False) for name in _BOX_COLUMNS], axis=1
-        ).reshape(-1, 4)
-        return cls(
-            snapshot=snapshot,
-            descriptors=snapshot.descriptors,
-            face_photos=faces.column("photo").to_pylist(),
-            face_numbers=faces.column("face").to_numpy(zero_copy_only=False).astype(np.int64),
-            boxes=boxes.astype(np.int64),
-        )
-
-    @property
-    def generation(self) -> int:
-        return self.snapshot.manifest.generation
-
-
-_BOX_COLUMNS = ("left", "top", "right", "bottom")
-
-
-class IndexView:
-    """The committed part of an index, reloaded when a new commit lands.
-
-    The manifest is re-read at most every `recheck_seconds`, so clicking around the page does
-    not hit the storage each time, and a running indexer's commits show up within seconds.
-    """
-
-    def __init__(self, location: str, recheck_seconds: float = 2.0) -> None:
-        self.reader = IndexReader(location)
-        self.location = self.reader.location
-        self.recheck_seconds = recheck_seconds
-        self._lock = threading.Lock()
-        self._current: SearchableIndex | None = None
-        self._checked = -1e9
-
-    def refresh(self) -> None:
-        """Re-read the manifest on the next call."""
-        with self._lock:
-            self._checked = -1e9
-
-    def current(self) -> SearchableIndex | None:
-        """The latest committed snapshot, or None when nothing was ever committed."""
-        with self._lock:
-            now = time.monotonic()
-            if now - self._checked < self.recheck_seconds:
-                return self._current
-            manifest = self.reader.manifest()
-            self._checked = now
-            if manifest is None:
-                self._current = None
-            elif self._current is None or self._current.generation != manifest.generation:
-                self._current = SearchableIndex.from_snapshot(self.reader.snapshot(manifest))
-            return self._current
-
-
-@dataclass(frozen=True)
 class AlbumStatus:
     """What the album panel shows."""
 
@@ -362,71 +307,10 @@ class Library:
 
 # Distances are Euclidean between 128-D descriptors; dlib's models call two faces the same
 # person below 0.6 (99.38% on LFW pairs).
-DEFAULT_THRESHOLD = 0.6
+
 THRESHOLD_MIN = 0.30
 THRESHOLD_MAX = 0.80
 THRESHOLD_STEP = 0.01
-
-
-@dataclass(frozen=True)
-class Match:
-    """One photo that shows the person: its best face under the threshold."""
-
-    photo: str  # album key
-    distance: float  # to the closest reference (lower is more alike)
-    box: tuple[int, int, int, int]  # the matched face, original pixels, inclusive
-    face_index: int  # face number within the photo (as stored in the index)
-    score: float  # similarity in [0, 1] for display: 1 - distance / threshold, clipped
-
-
-def find_matches(
-    references: np.ndarray,
-    index: SearchableIndex,
-    *,
-    threshold: float | None = None,
-    exclude: Collection[tuple[str, int]] = (),
-) -> list[Match]:
-    """Every photo with a face within `threshold` of any reference, best first.
-
-    Exact: every indexed face is compared. A photo is represented by its closest face;
-    `exclude` holds (photo, face number) pairs marked "not me", which are never matched.
-    This is the single call to switch to `photosearch.search.search` once it exists.
-    """
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
-    references = np.asarray(references, dtype=np.float32).reshape(-1, 128)
-    if len(references) == 0 or len(index.descriptors) == 0:
-        return []
-    distances = _closest_reference_distances(index.descriptors, references)
-    best: dict[str, int] = {}
-    excluded = set(exclude)
-    for row in np.flatnonzero(distances <= threshold):
-        photo = index.face_photos[row]
-        if (photo, int(index.face_numbers[row])) in excluded:
-            continue
-        if photo not in best or distances[row] < distances[best[photo]]:
-            best[photo] = int(row)
-    matches = [
-        Match(
-            photo=photo,
-            distance=float(distances[row]),
-            box=tuple(int(v) for v in index.boxes[row]),  # type: ignore[arg-type]
-            face_index=int(index.face_numbers[row]),
-            score=float(np.clip(1.0 - distances[row] / max(threshold, 1e-9), 0.0, 1.0)),
-        )
-        for photo, row in best.items()
-    ]
-    matches.sort(key=lambda match: (match.distance, match.photo))
-    return matches
-
-
-def _closest_reference_distances(album: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """(F,) distance of each album face to its closest reference, exact, in float64."""
-    closest = np.full(len(album), np.inf)
-    for start in range(0, len(album), 65536):  # bounded memory for big albums
-        chunk = album[start : start + 65536].astype(np.float64)
-        differences = chunk[:, None, :] - references.astype(np.float64)[None, :, :]
-        closest[start : start + len(chunk)] = np.sqrt((differences**2).sum(-1)).min(1)
-    return closest
 
 
 def threshold_words(threshold: float) -> str:
@@ -493,27 +377,26 @@ class ReferenceReader:
 
     def read(self, data: bytes, name: str) -> Reference:
         """The faces of one photo; raises ReferenceError with a clear sentence."""
-        from photosearch.engine import largest_face
+        from photosearch import query
 
         try:
-            loaded = load_image(data, max_side=self.engine.max_side, name=name)
-        except ImageLoadError as error:
-            raise ReferenceError(
-                f"“{name}” can't be used: {error.reason}. Upload a photo (JPEG, PNG, WEBP or HEIC)."
-            ) from None
-        with self._lock:
-            faces = self.engine.faces(loaded)
-        if not faces:
+            with self._lock:
+                found = query.read_reference(self.engine, data, name=name)
+        except query.ReferenceError as error:
+            if error.kind == "unreadable":
+                raise ReferenceError(
+                    f"“{name}” can't be used: {error.reason}. "
+                    "Upload a photo (JPEG, PNG, WEBP or HEIC)."
+                ) from None
             raise ReferenceError(
                 f"No face found in “{name}”. Try a photo where the face is clearly visible."
-            )
-        largest = largest_face(faces)
+            ) from None
         return Reference(
             name=name,
-            descriptors=np.stack([face.descriptor for face in faces]).astype(np.float32),
-            boxes=[face.box for face in faces],
-            face_thumbnails=[face_thumbnail(loaded, face.box) for face in faces],
-            chosen=faces.index(largest),
+            descriptors=np.stack([face.descriptor for face in found.faces]).astype(np.float32),
+            boxes=[face.box for face in found.faces],
+            face_thumbnails=[face_thumbnail(found.image, face.box) for face in found.faces],
+            chosen=found.chosen,
         )
 
 
@@ -781,88 +664,7 @@ class ThumbnailCache:
 # ----------------------------------------------------------------------------------------------
 # 7. Acting on results
 
-UNREADABLE_LIST_NAME = "could-not-read.txt"
-
-
-def zip_name(person: str | None = None) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", person or "").strip("-")
-    return f"photos-of-{slug}.zip" if slug else "photosearch-matches.zip"
-
-
-def write_zip(album: Album, photos: Iterable[str], target: BinaryIO) -> list[str]:
-    """Write the photos (album keys, folders kept) into a zip; returns those that failed.
-
-    Photos are stored, not recompressed (JPEG/HEIC do not shrink). A failed photo is listed in
-    could-not-read.txt inside the zip so the user knows what is missing.
-    """
-    failed: list[str] = []
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for photo in photos:
-            try:
-                data = album.read(photo)
-            except OSError as error:
-                failed.append(f"{photo}: {error.__class__.__name__}: {error}")
-                continue
-            archive.writestr(_safe_member(photo), data)
-        if failed:
-            archive.writestr(UNREADABLE_LIST_NAME, "\n".join(failed) + "\n")
-    return failed
-
-
-def zip_bytes(album: Album, matches: Sequence[Match]) -> bytes:
-    """The matched photos as one zip, in memory (Streamlit serves downloads from memory)."""
-    buffer = io.BytesIO()
-    write_zip(album, [match.photo for match in matches], buffer)
-    return buffer.getvalue()
-
-
-def _safe_member(key: str) -> str:
-    """An album key as a zip/copy path that cannot escape the target folder."""
-    parts = [part for part in PurePosixPath(key).parts if part not in ("", ".", "..", "/")]
-    return "/".join(parts) or "photo"
-
-
-@dataclass(frozen=True)
-class CopyReport:
-    destination: str
-    copied: int
-    already_there: int
-    failed: list[str]
-
-
-def copy_matches(album: Album, matches: Sequence[Match], destination: str | Path) -> CopyReport:
-    """Copy the matched photos into a local folder, keeping their album sub-folders.
-
-    An identical file already there is left alone; a different file of the same name is
-    never overwritten: the copy gets a " (2)" suffix.
-    """
-    root = Path(destination).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    copied = already = 0
-    failed: list[str] = []
-    for match in matches:
-        try:
-            data = album.read(match.photo)
-        except OSError as error:
-            failed.append(f"{match.photo}: {error.__class__.__name__}")
-            continue
-        target = root / _safe_member(match.photo)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        number = 2
-        while target.exists():
-            if target.read_bytes() == data:
-                break
-            stem = Path(_safe_member(match.photo)).stem
-            target = target.with_name(f"{stem} ({number}){target.suffix}")
-            number += 1
-        if target.exists():
-            already += 1
-            continue
-        temporary = target.with_name(f".{target.name}.part")
-        temporary.write_bytes(data)
-        os.replace(temporary, target)
-        copied += 1
-    return CopyReport(str(root.resolve()), copied, already, failed)
+# The zip and copy-to-folder live in photosearch.results (shared with the CLI).
 
 
 # ----------------------------------------------------------------------------------------------

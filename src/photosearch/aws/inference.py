@@ -38,6 +38,9 @@ from typing import Any
 
 import numpy as np
 
+from photosearch import query
+from photosearch.query import SearchableIndex
+
 INDEX_ENV = "PHOTOSEARCH_INDEX"
 RECHECK_ENV = "PHOTOSEARCH_INDEX_RECHECK_SECONDS"
 MAX_REQUEST_ENV = "PHOTOSEARCH_MAX_REQUEST_BYTES"
@@ -91,37 +94,8 @@ def _env_number(name: str, default: float) -> float:
 # The index, reloaded when its manifest changes
 
 
-@dataclass(frozen=True)
-class LoadedIndex:
-    """One committed snapshot, in the arrays the search works on."""
-
-    generation: int
-    model_id: str | None
-    photos: int
-    descriptors: np.ndarray  # (F, 128) float32
-    face_photos: list[str]  # album key of each face
-    face_numbers: np.ndarray  # (F,) face number within its photo
-    boxes: np.ndarray  # (F, 4) left, top, right, bottom, original pixels (inclusive)
-
-    @classmethod
-    def from_snapshot(cls, snapshot: Any) -> LoadedIndex:
-        faces = snapshot.faces
-        boxes = np.stack(
-            [
-                faces.column(name).to_numpy(zero_copy_only=False)
-                for name in ("left", "top", "right", "bottom")
-            ],
-            axis=1,
-        ).reshape(-1, 4)
-        return cls(
-            generation=snapshot.manifest.generation,
-            model_id=snapshot.manifest.model_id,
-            photos=snapshot.manifest.stats.photos,
-            descriptors=snapshot.descriptors,
-            face_photos=faces.column("photo").to_pylist(),
-            face_numbers=faces.column("face").to_numpy(zero_copy_only=False).astype(np.int64),
-            boxes=boxes.astype(np.int64),
-        )
+# The handler searches the same arrays as the CLI and the app (photosearch.query).
+LoadedIndex = SearchableIndex
 
 
 class S3Mirror:
@@ -409,45 +383,17 @@ def _parse_exclude(value: Any) -> set[tuple[str, int]]:
 
 def find_matches(
     references: np.ndarray,
-    index: LoadedIndex,
+    index: SearchableIndex,
     *,
     threshold: float,
     exclude: Collection[tuple[str, int]] = (),
 ) -> list[dict[str, Any]]:
-    """Every photo with a face within `threshold` of any reference, best first, as dicts.
-
-    The one place the handler searches: switch this body to `photosearch.search.search` once
-    that module exists (same semantics: exact distances, a photo is represented by its closest
-    face, excluded (photo, face) pairs never match).
-    """
-    references = np.asarray(references, dtype=np.float32).reshape(-1, 128)
-    if len(references) == 0 or len(index.descriptors) == 0:
-        return []
-    closest = np.full(len(index.descriptors), np.inf)
-    for start in range(0, len(index.descriptors), 65536):  # bounded memory for big albums
-        chunk = index.descriptors[start : start + 65536].astype(np.float64)
-        differences = chunk[:, None, :] - references.astype(np.float64)[None, :, :]
-        closest[start : start + len(chunk)] = np.sqrt((differences**2).sum(-1)).min(1)
-    excluded = set(exclude)
-    best: dict[str, int] = {}
-    for row in np.flatnonzero(closest <= threshold):
-        photo = index.face_photos[row]
-        if (photo, int(index.face_numbers[row])) in excluded:
-            continue
-        if photo not in best or closest[row] < closest[best[photo]]:
-            best[photo] = int(row)
-    matches = [
-        {
-            "photo": photo,
-            "distance": float(closest[row]),
-            "box": [int(v) for v in index.boxes[row]],
-            "face_index": int(index.face_numbers[row]),
-            "score": float(np.clip(1.0 - closest[row] / max(threshold, 1e-9), 0.0, 1.0)),
-        }
-        for photo, row in best.items()
+    """Every photo with a face under `threshold` for the references, best first, as dicts:
+    exactly what a local search returns (photosearch.query.find_matches)."""
+    return [
+        match.to_json()
+        for match in query.find_matches(references, index, threshold=threshold, exclude=exclude)
     ]
-    matches.sort(key=lambda match: (match["distance"], match["photo"]))
-    return matches
 
 
 class SearchModel:
@@ -480,37 +426,30 @@ class SearchModel:
 
     def reference_faces(self, request: SearchRequest) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """The chosen face descriptor of each reference photo, and what was found in each."""
-        from photosearch.engine import largest_face
-        from photosearch.images import ImageLoadError, load_image
-
         chosen, described = [], []
         for data, label, wanted in zip(request.images, request.labels, request.faces, strict=True):
             try:
-                image = load_image(data, max_side=self.engine.max_side, name=label)
-            except ImageLoadError as exc:
+                with self._engine_lock:
+                    reference = query.read_reference(self.engine, data, name=label, face=wanted)
+            except query.ReferenceError as exc:
+                if exc.kind == "unreadable":
+                    raise RequestError(
+                        400,
+                        f"{label} cannot be read as a photo: {exc.reason}; "
+                        "send a JPEG, PNG, WEBP or HEIC photo",
+                    ) from None
+                if exc.kind == "no_face":
+                    raise RequestError(
+                        422,
+                        f"{label}: no face found; send a photo where the person's face is "
+                        "clearly visible",
+                    ) from None
                 raise RequestError(
-                    400,
-                    f"{label} cannot be read as a photo: {exc.reason}; "
-                    "send a JPEG, PNG, WEBP or HEIC photo",
+                    422,
+                    f"{label} {exc.reason}: face {wanted} does not exist "
+                    "(face numbers start at 0, left to right)",
                 ) from None
-            with self._engine_lock:
-                faces = self.engine.faces(image)
-            if not faces:
-                raise RequestError(
-                    422,
-                    f"{label}: no face found; send a photo where the person's face is clearly "
-                    "visible",
-                )
-            if wanted is None:
-                pick = faces.index(largest_face(faces))
-            elif wanted < len(faces):
-                pick = wanted
-            else:
-                raise RequestError(
-                    422,
-                    f"{label} has {len(faces)} face{'s' if len(faces) != 1 else ''}: face "
-                    f"{wanted} does not exist (face numbers start at 0)",
-                )
+            faces, pick = reference.faces, reference.chosen
             chosen.append(faces[pick].descriptor)
             described.append(
                 {
@@ -543,7 +482,7 @@ class SearchModel:
             "index": {
                 "generation": index.generation,
                 "model_id": index.model_id,
-                "photos": index.photos,
+                "photos": index.photo_count,
                 "faces": len(index.descriptors),
             },
         }

@@ -1,0 +1,246 @@
+"""Searching an index: one committed snapshot as arrays, reference photos, and the search call.
+
+The CLI, the web app and the SageMaker endpoint all search through this module, so the same
+reference photo and threshold give the same photos everywhere.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from photosearch.engine import Face, FaceEngine, largest_face
+from photosearch.images import ImageLoadError, LoadedImage, load_image
+from photosearch.index_store import IndexReader, IndexSnapshot
+
+_BOX_COLUMNS = ("left", "top", "right", "bottom")
+DEFAULT_THRESHOLD = 0.6
+
+
+@dataclass(frozen=True)
+class SearchableIndex:
+    """One committed snapshot of the index, in the arrays the search works on."""
+
+    snapshot: IndexSnapshot
+    descriptors: np.ndarray  # (F, 128) float32
+    face_photos: list[str]  # album key of each face
+    face_numbers: np.ndarray  # (F,) int: face number within its photo
+    boxes: np.ndarray  # (F, 4) int: left, top, right, bottom in original pixels (inclusive)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: IndexSnapshot) -> SearchableIndex:
+        faces = snapshot.faces
+        boxes = np.stack(
+            [faces.column(name).to_numpy(zero_copy_only=False) for name in _BOX_COLUMNS], axis=1
+        ).reshape(-1, 4)
+        return cls(
+            snapshot=snapshot,
+            descriptors=snapshot.descriptors,
+            face_photos=faces.column("photo").to_pylist(),
+            face_numbers=faces.column("face").to_numpy(zero_copy_only=False).astype(np.int64),
+            boxes=boxes.astype(np.int64),
+        )
+
+    @classmethod
+    def load(cls, location: str, **storage_options: Any) -> SearchableIndex | None:
+        """The index's current snapshot, or None when nothing was ever committed there."""
+        reader = IndexReader(location, **storage_options)
+        manifest = reader.manifest()
+        return None if manifest is None else cls.from_snapshot(reader.snapshot(manifest))
+
+    @property
+    def generation(self) -> int:
+        return self.snapshot.manifest.generation
+
+    @property
+    def model_id(self) -> str | None:
+        return self.snapshot.manifest.model_id
+
+    @property
+    def photo_count(self) -> int:
+        return self.snapshot.manifest.stats.photos
+
+
+class IndexView:
+    """The committed part of an index, reloaded when a new commit lands.
+
+    The manifest is re-read at most every `recheck_seconds`, so repeated searches do not hit
+    the storage each time, and a running indexer's commits show up within seconds.
+    """
+
+    def __init__(self, location: str, recheck_seconds: float = 2.0, **storage_options) -> None:
+        self.reader = IndexReader(location, **storage_options)
+        self.location = self.reader.location
+        self.recheck_seconds = recheck_seconds
+        self._lock = threading.Lock()
+        self._current: SearchableIndex | None = None
+        self._checked = -1e9
+
+    def refresh(self) -> None:
+        """Re-read the manifest on the next call."""
+        with self._lock:
+            self._checked = -1e9
+
+    def current(self) -> SearchableIndex | None:
+        """The latest committed snapshot, or None when nothing was ever committed."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._checked < self.recheck_seconds:
+                return self._current
+            manifest = self.reader.manifest()
+            self._checked = now
+            if manifest is None:
+                self._current = None
+            elif self._current is None or self._current.generation != manifest.generation:
+                self._current = SearchableIndex.from_snapshot(self.reader.snapshot(manifest))
+            return self._current
+
+
+# ----------------------------------------------------------------------------------------------
+# Reference photos
+
+
+class ReferenceError(ValueError):
+    """A reference photo that cannot be used; `str()` is one line naming the photo.
+
+    kind: "unreadable" (not a photo), "no_face", or "no_such_face" (the chosen face number
+    is out of range); `reason` is the bare cause, without the photo's name.
+    """
+
+    def __init__(self, message: str, kind: str, reason: str, face_count: int = 0) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.reason = reason
+        self.face_count = face_count
+
+
+@dataclass
+class ReferenceFaces:
+    """The faces found in one reference photo and which one is the person."""
+
+    name: str
+    image: LoadedImage
+    faces: list[Face]
+    chosen: int  # index into faces (default: the largest face)
+
+    @property
+    def descriptor(self) -> np.ndarray:
+        return self.faces[self.chosen].descriptor
+
+
+def engine_for_index(model_id: str | None, device: str = "auto") -> FaceEngine:
+    """An engine whose descriptors are comparable with the index's (mirror TTA or not)."""
+    mirror = model_id is None or model_id.endswith("+mirror")
+    return FaceEngine(device=device, mirror=mirror)
+
+
+def read_reference(
+    engine: FaceEngine, source: Any, *, name: str | None = None, face: int | None = None
+) -> ReferenceFaces:
+    """Find the faces of a reference photo; `face` (0-based, faces ordered left to right)
+    picks one, else the largest. Raises ReferenceError for unreadable or faceless photos."""
+    label = name or str(source)
+    try:
+        image = load_image(source, max_side=engine.max_side, name=name)
+    except ImageLoadError as error:
+        raise ReferenceError(str(error), "unreadable", error.reason) from None
+    faces = sorted(engine.faces(image), key=lambda found: (found.box[0], found.box[1]))
+    if not faces:
+        raise ReferenceError(
+            f"{label}: no face found in this reference photo", "no_face", "no face found"
+        )
+    if face is None:
+        chosen = faces.index(largest_face(faces))
+    elif 0 <= face < len(faces):
+        chosen = face
+    else:
+        count = f"{len(faces)} face{'s' if len(faces) != 1 else ''}"
+        raise ReferenceError(
+            f"{label}: has {count}, there is no face {face + 1}",
+            "no_such_face",
+            f"has {count}",
+            len(faces),
+        )
+    return ReferenceFaces(name=label, image=image, faces=faces, chosen=chosen)
+
+
+# ----------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass(frozen=True)
+class Match:
+    """One photo that shows the person: its best face under the threshold."""
+
+    photo: str  # album key
+    distance: float  # to the closest reference (lower is more alike)
+    box: tuple[int, int, int, int]  # the matched face, original pixels, inclusive
+    face_index: int  # face number within the photo (as stored in the index)
+    score: float  # similarity in [0, 1] for display
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "photo": self.photo,
+            "distance": round(self.distance, 6),
+            "box": list(self.box),
+            "face_index": self.face_index,
+            "score": round(self.score, 6),
+        }
+
+
+def find_matches(
+    references: np.ndarray,
+    index: SearchableIndex,
+    *,
+    threshold: float | None = None,
+    exclude: Collection[tuple[str, int]] = (),
+) -> list[Match]:
+    """Every photo with a face under `threshold` for the references, best first.
+
+    Exact: every indexed face is compared. A photo is represented by its closest face;
+    `exclude` holds (photo, face number) pairs marked "not me", which never match.
+    """
+    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
+    references = np.asarray(references, dtype=np.float32).reshape(-1, 128)
+    if len(references) == 0 or len(index.descriptors) == 0:
+        return []
+    distances = _closest_reference_distances(index.descriptors, references)
+    best: dict[str, int] = {}
+    excluded = set(exclude)
+    for row in np.flatnonzero(distances <= threshold):
+        photo = index.face_photos[row]
+        if (photo, int(index.face_numbers[row])) in excluded:
+            continue
+        if photo not in best or distances[row] < distances[best[photo]]:
+            best[photo] = int(row)
+    matches = [
+        Match(
+            photo=photo,
+            distance=float(distances[row]),
+            box=tuple(int(v) for v in index.boxes[row]),  # type: ignore[arg-type]
+            face_index=int(index.face_numbers[row]),
+            score=float(np.clip(1.0 - distances[row] / max(threshold, 1e-9), 0.0, 1.0)),
+        )
+        for photo, row in best.items()
+    ]
+    matches.sort(key=lambda match: (match.distance, match.photo))
+    return matches
+
+
+def _closest_reference_distances(album: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """(F,) distance of each album face to its closest reference, exact, in float64."""
+    closest = np.full(len(album), np.inf)
+    for start in range(0, len(album), 65536):  # bounded memory for big albums
+        chunk = album[start : start + 65536].astype(np.float64)
+        differences = chunk[:, None, :] - references.astype(np.float64)[None, :, :]
+        closest[start : start + len(chunk)] = np.sqrt((differences**2).sum(-1)).min(1)
+    return closest
+
+
+def match_photos(matches: Sequence[Match]) -> list[str]:
+    return [match.photo for match in matches]
