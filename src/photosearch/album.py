@@ -100,6 +100,60 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+# Object stores: no real folders (nothing to create before a write; s3fs's makedirs would even
+# create a missing *bucket*), and one PUT replaces an object atomically.
+OBJECT_STORE_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl"})
+S3_PROTOCOLS = frozenset({"s3", "s3a"})
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    return (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+
+
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    return any(protocol in OBJECT_STORE_PROTOCOLS for protocol in _protocols(fs))
+
+
+def open_filesystem(
+    location: str, storage_options: dict[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem and root path of a canonical location: the one place albums and
+    indexes resolve storage. S3 gets its retry, timeout and cache settings from the standard AWS
+    configuration (`photosearch.aws.clients.s3fs_options`); explicit options win."""
+    protocol = location.split("://", 1)[0] if "://" in location else "file"
+    options = dict(storage_options or {})
+    if protocol in S3_PROTOCOLS:
+        try:
+            from photosearch.aws.clients import s3fs_options
+        except ImportError:  # boto3 missing: s3fs's own defaults still work
+            pass
+        else:
+            options = {**s3fs_options(), **options}
+    return url_to_fs(location, **options)
+
+
+def storage_failure(exc: BaseException, location: str) -> str | None:
+    """One line for a storage failure at `location` (credentials, missing bucket, network,
+    permissions), or None when `exc` is none of these; a plain missing file is None too: the
+    caller knows what that means."""
+    if location.split("://", 1)[0] in S3_PROTOCOLS:
+        try:
+            from photosearch.aws.clients import describe_s3_failure
+        except ImportError:
+            pass
+        else:
+            message = describe_s3_failure(exc, location)
+            if message is not None or isinstance(exc, FileNotFoundError):
+                return message
+    if isinstance(exc, FileNotFoundError):
+        return None
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {location} ({exc.strerror or exc})"
+    if isinstance(exc, OSError):
+        return f"{location}: {exc.strerror or exc}"
+    return None
+
+
 def _stamp(info: dict[str, Any]) -> str:
     values = []
     for field in _STAMP_FIELDS:
@@ -117,7 +171,7 @@ class Album:
 
     def __init__(self, location: str | os.PathLike, **storage_options: Any) -> None:
         self.location = canonical_location(location)
-        self.fs, root = url_to_fs(self.location, **storage_options)
+        self.fs, root = open_filesystem(self.location, storage_options)
         self.root = root.rstrip("/") or "/"
 
     def __repr__(self) -> str:
@@ -127,10 +181,17 @@ class Album:
         """Every photo-named file under the album, recursively, sorted by key."""
         try:
             if not self.fs.isdir(self.root):
-                raise AlbumError(f"album not found or not a folder: {self.location}")
+                raise AlbumError(self._why_not_a_folder())
             listing = self.fs.find(self.root, detail=True)
-        except (OSError, ValueError) as exc:
-            raise AlbumError(f"cannot list album {self.location}: {exc}") from exc
+        except AlbumError:
+            raise
+        except Exception as exc:
+            message = storage_failure(exc, self.location)
+            if message is None and isinstance(exc, OSError | ValueError):
+                message = f"{self.location}: {exc}"
+            if message is None:
+                raise
+            raise AlbumError(f"cannot list album: {message}") from exc
         prefix = self.root.rstrip("/") + "/"
         found = []
         for path, info in listing.items():
@@ -143,6 +204,17 @@ class Album:
                 )
         found.sort(key=lambda item: item.key)
         return found
+
+    def _why_not_a_folder(self) -> str:
+        # On S3 a missing bucket (or a denied listing) looks like a missing folder to isdir:
+        # listing the root directly says which.
+        try:
+            self.fs.ls(self.root)
+        except Exception as exc:
+            message = storage_failure(exc, self.location)
+            if message is not None:
+                return message
+        return f"album not found or not a folder: {self.location}"
 
     def path_of(self, key: str) -> str:
         """The storage path of a photo (for fsspec calls; a plain path for local albums)."""

@@ -39,9 +39,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
+from fsspec.spec import AbstractBufferedFile
 
-from photosearch.album import FINGERPRINT_ALGORITHM, canonical_location, is_local
+from photosearch.album import (
+    FINGERPRINT_ALGORITHM,
+    canonical_location,
+    is_local,
+    is_object_store,
+    open_filesystem,
+    storage_failure,
+)
 
 FORMAT_NAME = "photosearch-index"
 FORMAT_VERSION = 1
@@ -129,6 +136,10 @@ class UnsupportedIndexError(IndexFormatError):
 
 class IndexBusyError(IndexError_):
     """Another process is writing this index."""
+
+
+class IndexStorageError(IndexError_):
+    """The storage under the index failed: credentials, a missing bucket, the network, access."""
 
 
 class ConcurrentWriteError(IndexError_):
@@ -240,18 +251,35 @@ class Manifest:
 
 
 class _Storage:
-    """The index root on its filesystem: paths, atomic writes, Parquet I/O."""
+    """The index root on its filesystem: paths, atomic writes, Parquet I/O.
+
+    Storage failures (credentials, a missing bucket, the network, permissions) leave here as
+    IndexStorageError, one line naming the index; a missing file keeps its own meaning.
+    """
 
     def __init__(self, location: str | os.PathLike, storage_options: dict | None = None) -> None:
         self.location = canonical_location(location)
         self.fs: fsspec.AbstractFileSystem
-        self.fs, root = url_to_fs(self.location, **(storage_options or {}))
+        self.fs, root = open_filesystem(self.location, storage_options)
         self.root = root.rstrip("/") or "/"
         self.local = is_local(self.fs)
+        self.object_store = is_object_store(self.fs)
         self._arrow_fs = None
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
+
+    @contextlib.contextmanager
+    def _failures(self, action: str):
+        try:
+            yield
+        except IndexError_:
+            raise
+        except Exception as exc:
+            message = storage_failure(exc, self.location)
+            if message is None:
+                raise
+            raise IndexStorageError(f"{action}: {message}") from exc
 
     @property
     def arrow_fs(self):
@@ -268,14 +296,19 @@ class _Storage:
 
     def read_bytes(self, relative: str) -> bytes | None:
         try:
-            return self.fs.cat_file(self.path(relative))
+            with self._failures(f"reading {relative}"):
+                return self.fs.cat_file(self.path(relative))
         except FileNotFoundError:
             return None
 
     def write_atomic(self, relative: str, data: bytes) -> None:
         """Readers see the old content or the new, never a mix."""
         target = self.path(relative)
-        if self.local:
+        with self._failures(f"writing {relative}"):
+            if not self.local:
+                # A single PUT: object stores make the whole object visible at once.
+                self.fs.pipe_file(target, data)
+                return
             os.makedirs(os.path.dirname(target), exist_ok=True)
             temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
             with open(temporary, "wb") as handle:
@@ -284,34 +317,41 @@ class _Storage:
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
             _fsync_dir(os.path.dirname(target))
-        else:
-            # A single PUT: object stores make the whole object visible at once.
-            self.fs.pipe_file(target, data)
 
     def write_parquet(self, relative: str, table: pa.Table) -> int:
+        """Write a whole shard; returns its size. Raises (leaving no visible object on an object
+        store, at most an unreferenced file elsewhere) if any part of the write fails."""
         target = self.path(relative)
-        if self.local:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as handle:
+        with self._failures(f"writing {relative}"):
+            if self.local:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as handle:
+                    _write_table(table, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                _fsync_dir(os.path.dirname(target))
+                return int(os.path.getsize(target))
+            if not self.object_store:  # object stores have no folders to make
+                self.fs.makedirs(self.fs._parent(target), exist_ok=True)
+            handle = self.fs.open(target, "wb")
+            try:
                 _write_table(table, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _fsync_dir(os.path.dirname(target))
-        else:
-            self.fs.makedirs(self.fs._parent(target), exist_ok=True)
-            with self.fs.open(target, "wb") as handle:
-                _write_table(table, handle)
-        return int(self.fs.size(target))
+                handle.close()  # uploads (the last part of) the object; raises if that fails
+            except BaseException:
+                _abandon(handle)
+                raise
+            return int(self.fs.size(target))
 
     def read_parquet(self, relative: str, columns: Sequence[str], filters: Any = None) -> pa.Table:
         try:
-            return pq.read_table(
-                self.path(relative),
-                columns=list(columns),
-                filesystem=self.arrow_fs,
-                filters=filters,
-                read_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
-            )
+            with self._failures(f"reading {relative}"):
+                return pq.read_table(
+                    self.path(relative),
+                    columns=list(columns),
+                    filesystem=self.arrow_fs,
+                    filters=filters,
+                    read_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
+                )
         except FileNotFoundError:
             raise IndexFormatError(
                 f"the index at {self.location} is damaged: {relative} is missing "
@@ -321,7 +361,8 @@ class _Storage:
     def listdir(self, relative: str) -> dict[str, dict]:
         """Files directly under a folder: name -> info (empty when the folder does not exist)."""
         try:
-            entries = self.fs.ls(self.path(relative), detail=True)
+            with self._failures(f"listing {relative}"):
+                entries = self.fs.ls(self.path(relative), detail=True)
         except FileNotFoundError:
             return {}
         return {
@@ -331,8 +372,27 @@ class _Storage:
         }
 
     def remove(self, relative: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        """Delete a file no snapshot needs any more. Best effort where deleting is not allowed:
+        the least-privilege AWS roles have no s3:DeleteObject (versioning keeps what they
+        overwrite), and the leftovers are harmless, as readers only read what a manifest names."""
+        with (
+            self._failures(f"removing {relative}"),
+            contextlib.suppress(FileNotFoundError, PermissionError),
+        ):
             self.fs.rm_file(self.path(relative))
+
+
+def _abandon(handle) -> None:
+    """Drop a half-written fsspec file without publishing it: abort its S3 multipart upload
+    (no parts left behind), and keep its close() from uploading what was buffered as if it were
+    the whole file."""
+    with contextlib.suppress(Exception):
+        handle.discard()
+    if isinstance(handle, AbstractBufferedFile):
+        handle.closed = True
+    else:
+        with contextlib.suppress(Exception):
+            handle.close()
 
 
 def _fsync_dir(path: str) -> None:
