@@ -220,14 +220,14 @@ def plan_job(
 
 def write_job_inputs(plan: JobPlan, layout: JobLayout) -> None:
     """plan.json and the album manifest file, where the job's inputs point."""
-    import fsspec
+    from photosearch.album import open_filesystem
 
-    fs, _ = fsspec.core.url_to_fs(layout.root)
+    fs, _ = open_filesystem(layout.root)
     for uri, payload in (
         (layout.plan_uri, plan.to_json()),
         (layout.album_manifest_uri, plan.album_manifest()),
     ):
-        _, path = fsspec.core.url_to_fs(uri)
+        _, path = open_filesystem(uri)
         fs.makedirs(fs._parent(path), exist_ok=True)
         fs.pipe_file(path, json.dumps(payload, indent=1).encode())
 
@@ -533,11 +533,11 @@ def _rows_by_photo(table) -> dict[str, Any]:
 def read_parts(results_location: str) -> tuple[list[Any], list[dict[str, Any]]]:
     """(Parquet tables, instance summaries) under a job's shards output."""
     import pyarrow.parquet as pq
-    from fsspec.core import url_to_fs
 
+    from photosearch.album import open_filesystem
     from photosearch.index_store import SCHEMA
 
-    fs, root = url_to_fs(results_location)
+    fs, root = open_filesystem(results_location)
     try:
         names = sorted(fs.find(root))
     except FileNotFoundError:
@@ -603,9 +603,9 @@ def merge_results(
 
 def read_progress(progress_location: str) -> tuple[int, int]:
     """(photos done, photos in total) over the instances that reported so far."""
-    from fsspec.core import url_to_fs
+    from photosearch.album import open_filesystem
 
-    fs, root = url_to_fs(progress_location)
+    fs, root = open_filesystem(progress_location)
     done = total = 0
     try:
         names = [name for name in fs.find(root) if name.endswith(".json")]
@@ -623,9 +623,9 @@ def read_progress(progress_location: str) -> tuple[int, int]:
 
 def remove_job_files(layout: JobLayout) -> None:
     """Delete a merged job's inputs and outputs (best effort)."""
-    from fsspec.core import url_to_fs
+    from photosearch.album import open_filesystem
 
-    fs, root = url_to_fs(layout.root)
+    fs, root = open_filesystem(layout.root)
     with contextlib.suppress(FileNotFoundError, OSError):
         fs.rm(root, recursive=True)
 
