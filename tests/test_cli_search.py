@@ -44,9 +44,10 @@ def test_finds_exactly_the_labelled_photos_best_first(album):
     result = search_json(album, str(PHOTOS / OBAMA_REFERENCE))
     photos = [m["photo"] for m in result["matches"]]
     assert set(photos) == album_keys_showing("Barack_Obama")
-    distances = [m["distance"] for m in result["matches"]]
-    assert distances == sorted(distances)
-    assert all(d < result["threshold"] for d in distances)
+    assert result["mode"] == "adaptive"
+    scores = [m["score"] for m in result["matches"]]
+    assert scores == sorted(scores, reverse=True)  # best (largest margin) first
+    assert all(s >= result["strictness"] - 0.14 for s in scores)
     # Each reported distance is the true distance of the reported face to the reference.
     index = SearchableIndex.load(str(album.index))
     reference = search_json(album, str(PHOTOS / OBAMA_REFERENCE))["matches"][0]
@@ -67,11 +68,22 @@ def test_csv_matches_json(album):
     assert [int(r["left"]) for r in rows] == [m["box"][0] for m in expected]
 
 
-def test_stricter_threshold_returns_a_subset(album):
-    default = search_json(album, str(PHOTOS / OBAMA_REFERENCE))["matches"]
-    cut = default[-1]["distance"] - 1e-4
+def test_fixed_distance_threshold_returns_every_face_under_it(album):
+    loose = search_json(album, str(PHOTOS / OBAMA_REFERENCE), "--threshold", "0.6")
+    assert loose["mode"] == "distance"
+    distances = [m["distance"] for m in loose["matches"]]
+    assert distances == sorted(distances) and all(d < 0.6 for d in distances)
+    assert album_keys_showing("Barack_Obama") <= {m["photo"] for m in loose["matches"]}
+    cut = distances[-1] - 1e-4
     stricter = search_json(album, str(PHOTOS / OBAMA_REFERENCE), "--threshold", str(cut))
-    assert [m["photo"] for m in stricter["matches"]] == [m["photo"] for m in default[:-1]]
+    assert [m["photo"] for m in stricter["matches"]] == [m["photo"] for m in loose["matches"][:-1]]
+
+
+def test_higher_strictness_returns_a_subset(album):
+    default = search_json(album, str(PHOTOS / OBAMA_REFERENCE))
+    strict = search_json(album, str(PHOTOS / OBAMA_REFERENCE), "--strictness", "0.45")
+    assert {m["photo"] for m in strict["matches"]} <= {m["photo"] for m in default["matches"]}
+    assert len(strict["matches"]) < len(default["matches"])
 
 
 def test_face_option_picks_the_other_person(album):

@@ -66,11 +66,20 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 )
 @click.option("--album", metavar="PATH_OR_URL", help="Search this album's default index.")
 @click.option(
+    "--strictness",
+    type=click.FloatRange(-0.5, 0.5),
+    default=None,
+    help="How much closer than the album's strangers a face must be to count as the person "
+    "(the adaptive search's margin) [default: calibrated, 0.14 for a 10,000-face album]. "
+    "Higher is stricter: fewer look-alikes, more missed photos.",
+)
+@click.option(
     "--threshold",
     type=click.FloatRange(0.0, 2.0),
     default=None,
-    help=f"Face distance under which a face counts as the person [default: "
-    f"{DEFAULT_THRESHOLD}]. Lower is stricter: fewer strangers, more missed photos.",
+    help="Use a fixed face distance instead of the adaptive search: every face closer than "
+    f"this to a reference (like face_recognition's tolerance; {DEFAULT_THRESHOLD} is dlib's). "
+    "Lower is stricter.",
 )
 @click.option(
     "--face",
@@ -111,6 +120,7 @@ def search(
     references,
     index_location,
     album,
+    strictness,
     threshold,
     face,
     exclude,
@@ -124,8 +134,10 @@ def search(
     """Find every photo in the index that shows the person in REFERENCES.
 
     Every indexed face is compared with the reference faces (exact, no top-N cut); each photo
-    with a face under the threshold is listed once, best first. Several reference photos of
-    the same person find more: a face matches if it is close to any of them.
+    that shows the person is listed once, best first. By default each reference is judged
+    against the album's own crowd of strangers (adaptive, calibrated on LFW), and confident
+    matches help find the rest; --threshold switches to a fixed distance. Several reference
+    photos of the same person find more: a face matches if it matches any of them.
     Exit status: 0 with matches or none, 2 for unusable input.
     """
     if as_json and as_csv:
@@ -134,6 +146,8 @@ def search(
         fail("give reference photos, or --queries FILE.csv (not both)")
     excluded = parse_exclusions(exclude)
     if endpoint:
+        if strictness is not None:
+            fail("--strictness is not sent to endpoints; use --threshold or the default")
         run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv)
         return
 
@@ -154,7 +168,7 @@ def search(
             descriptors, problems = reference_descriptors(engine, paths, face)
             for problem in problems:
                 click.echo(f"error: {problem}", err=True)
-            matches = search_matches(index, descriptors, threshold, excluded)
+            matches = search_matches(index, descriptors, threshold, strictness, excluded)
             click.echo(
                 json.dumps(
                     {
@@ -171,14 +185,14 @@ def search(
         click.echo(f"error: {problem}", err=True)
     if not descriptors:
         fail("no usable reference face")
-    matches = search_matches(index, descriptors, threshold, excluded)
+    matches = search_matches(index, descriptors, threshold, strictness, excluded)
     emit(
         matches,
         as_json,
         as_csv,
         extra={
             "index": location,
-            "threshold": DEFAULT_THRESHOLD if threshold is None else threshold,
+            **settings(threshold, strictness, len(index.descriptors)),
             "references": len(descriptors),
             "faces_searched": len(index.descriptors),
             "photos_indexed": index.photo_count,
@@ -214,7 +228,19 @@ def reference_descriptors(engine, paths, face) -> tuple[list, list[str]]:
     return descriptors, problems
 
 
-def search_matches(index, descriptors, threshold, excluded):
+def settings(threshold, strictness, faces: int) -> dict:
+    """How the search decided, for the output."""
+    if threshold is not None:
+        return {"mode": "distance", "threshold": threshold}
+    from photosearch.calibration import default_threshold
+
+    return {
+        "mode": "adaptive",
+        "strictness": default_threshold(faces) if strictness is None else strictness,
+    }
+
+
+def search_matches(index, descriptors, threshold, strictness, excluded):
     import numpy as np
 
     from photosearch.query import find_matches
@@ -228,7 +254,9 @@ def search_matches(index, descriptors, threshold, excluded):
         for photo, number in zip(index.face_photos, index.face_numbers, strict=True)
         if photo in whole_photos
     }
-    return find_matches(np.stack(descriptors), index, threshold=threshold, exclude=pairs)
+    return find_matches(
+        np.stack(descriptors), index, threshold=threshold, strictness=strictness, exclude=pairs
+    )
 
 
 def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
@@ -242,9 +270,15 @@ def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
     else:
         for m in matches:
             click.echo(f"{m.distance:.3f}  {m.photo}  face at {tuple(m.box)}")
+        if extra["mode"] == "distance":
+            how = f"distance under {extra['threshold']}"
+        else:
+            strictness = extra["strictness"]
+            how = "adaptive" + (f", strictness {strictness:.3f}" if strictness is not None else "")
+        searched = extra.get("faces_searched")
         click.echo(
-            f"{len(matches)} photo{'s' if len(matches) != 1 else ''} found "
-            f"(threshold {extra['threshold']}, {extra['faces_searched']} faces searched)",
+            f"{len(matches)} photo{'s' if len(matches) != 1 else ''} found ({how}"
+            f"{f', {searched} faces searched' if searched else ''})",
             err=True,
         )
 
@@ -293,7 +327,11 @@ def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json
         as_csv,
         extra={
             "endpoint": endpoint,
-            "threshold": DEFAULT_THRESHOLD if threshold is None else threshold,
+            **(
+                {"mode": "distance", "threshold": threshold}
+                if threshold is not None
+                else {"mode": "adaptive", "strictness": None}
+            ),
             "references": len(images),
             "faces_searched": None,
         },

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -52,6 +53,14 @@ class SearchableIndex:
         reader = IndexReader(location, **storage_options)
         manifest = reader.manifest()
         return None if manifest is None else cls.from_snapshot(reader.snapshot(manifest))
+
+    @cached_property
+    def face_set(self):
+        """The faces prepared for the adaptive search (squared norms, stats sample): built once
+        per snapshot and reused by every search on it."""
+        from photosearch.search import FaceSet
+
+        return FaceSet(self.descriptors, self.face_photos, self.boxes, self.face_numbers)
 
     @property
     def generation(self) -> int:
@@ -198,17 +207,37 @@ def find_matches(
     index: SearchableIndex,
     *,
     threshold: float | None = None,
+    strictness: float | None = None,
     exclude: Collection[tuple[str, int]] = (),
 ) -> list[Match]:
-    """Every photo with a face under `threshold` for the references, best first.
+    """Every photo showing the person of `references`, best first; one Match per photo.
 
-    Exact: every indexed face is compared. A photo is represented by its closest face;
+    Two ways to decide, both exact (every indexed face is compared, no top-N cut):
+    - threshold=None (the default): the adaptive search (photosearch.search): each reference
+      is judged against the album's own stranger crowd, with query expansion; `strictness` is
+      its margin (higher is stricter, None = the calibrated default). `score` is the margin.
+    - threshold=T: a fixed distance threshold, like face_recognition's tolerance: every face
+      closer than T to any reference. `score` is 1 - distance / T.
     `exclude` holds (photo, face number) pairs marked "not me", which never match.
     """
-    threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
     references = np.asarray(references, dtype=np.float32).reshape(-1, 128)
     if len(references) == 0 or len(index.descriptors) == 0:
         return []
+    if threshold is None:
+        from photosearch.search import search
+
+        found = search(references, index.face_set, threshold=strictness, exclude=set(exclude))
+        return [
+            Match(
+                m.photo,
+                float(m.distance),
+                tuple(int(v) for v in m.box),
+                m.face_index,
+                float(m.score),
+            )  # type: ignore[arg-type]
+            for m in found
+        ]
+    threshold = float(threshold)
     distances = _closest_reference_distances(index.descriptors, references)
     best: dict[str, int] = {}
     excluded = set(exclude)

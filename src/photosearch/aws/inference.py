@@ -222,7 +222,7 @@ class IndexCache:
 class SearchRequest:
     images: list[bytes]
     labels: list[str]  # how each image is named in messages
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None  # None: the adaptive search's calibrated default
     faces: list[int | None] = field(default_factory=list)  # chosen face per image (None: largest)
     exclude: set[tuple[str, int]] = field(default_factory=set)
 
@@ -315,16 +315,17 @@ def _parse_json(body: bytes, limit: int, most: int) -> SearchRequest:
     return request
 
 
-def _parse_threshold(value: Any) -> float:
+def _parse_threshold(value: Any) -> float | None:
     if value is None:
-        return DEFAULT_THRESHOLD
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RequestError(400, f'"threshold" must be a number, not {json.dumps(value)}')
     if not 0 < value <= MAX_THRESHOLD:
         raise RequestError(
             400,
             f'"threshold" must be above 0 and at most {MAX_THRESHOLD} '
-            f"(the usual is {DEFAULT_THRESHOLD}), got {value}",
+            f"(a fixed face distance such as {DEFAULT_THRESHOLD}; leave it out for the "
+            f"adaptive default), got {value}",
         )
     return float(value)
 
@@ -385,7 +386,7 @@ def find_matches(
     references: np.ndarray,
     index: SearchableIndex,
     *,
-    threshold: float,
+    threshold: float | None,
     exclude: Collection[tuple[str, int]] = (),
 ) -> list[dict[str, Any]]:
     """Every photo with a face under `threshold` for the references, best first, as dicts:
