@@ -171,6 +171,82 @@ def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
     click.echo(f"accuracy at threshold {report.threshold_default}: {report.accuracy_default:.4f}")
 
 
+def engine_describer(engine, quiet: bool):
+    """describe(paths) -> each image's faces (an unreadable image has none, reported once)."""
+    from photosearch.images import ImageLoadError, load_image
+    from photosearch.progress import progress_bar
+
+    def describe(paths) -> list:
+        found = []
+        with progress_bar("describing", total=len(paths), disable=quiet) as advance:
+            for path in paths:
+                try:
+                    image = load_image(path, max_side=engine.max_side)
+                except ImageLoadError as exc:
+                    error(str(exc))
+                    found.append([])
+                else:
+                    found.append(engine.faces_for_images([image])[0])
+                advance()
+        return found
+
+    return describe
+
+
+@eval_group.command(name="retrieval")
+@click.argument(
+    "lfw_dir", type=click.Path(exists=True, file_okay=False, path_type=Path), required=False
+)
+@click.option(
+    "--photos",
+    "photos_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Also evaluate on a labelled photo set laid out like ../shared/data/photos "
+    "(people/people.csv, group/group_photos.csv); its LFW people use their first LFW photo "
+    "as the reference.",
+)
+@device_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per report.")
+def eval_retrieval(lfw_dir, photos_dir, device, as_json) -> None:
+    """Find-every-photo quality: mean precision, recall and F1 over people.
+
+    LFW_DIR is an LFW-layout album (e.g. ../shared/data/lfw-devtrain): every person with at
+    least 2 photos is searched with their first photo, the whole folder being the album.
+    Reported for the held-out half of the identities (not used in calibration) and for all,
+    against fixed distance thresholds.
+    """
+    from photosearch.engine import FaceEngine
+    from photosearch.evaluate_retrieval import (
+        describe_lfw_album,
+        describe_shared_photos,
+        lfw_first_photo_references,
+        lfw_retrieval_reports,
+        shared_photos_reports,
+    )
+
+    if lfw_dir is None and photos_dir is None:
+        raise click.UsageError("give an LFW folder, --photos DIR, or both")
+    describe = engine_describer(FaceEngine(device=device), quiet=as_json)
+    reports = {}
+    lfw_album = None
+    if lfw_dir is not None:
+        lfw_album = describe_lfw_album(lfw_dir, describe)
+        reports.update(lfw_retrieval_reports(lfw_album))
+    if photos_dir is not None:
+        album, labels = describe_shared_photos(photos_dir, describe)
+        references = lfw_first_photo_references(lfw_album) if lfw_album else None
+        reports.update(shared_photos_reports(album, labels, references))
+    for name, report in reports.items():
+        if as_json:
+            click.echo(json.dumps({"report": name, **report.to_json()}))
+        else:
+            click.echo(
+                f"{name:28s} {report.method:24s} queries {report.queries:5d}  "
+                f"P {report.mean_precision:.3f}  R {report.mean_recall:.3f}  "
+                f"F1 {report.mean_f1:.3f}"
+            )
+
+
 def register_commands() -> None:
     """Sub-command groups that live in their own modules (imported cheaply: no heavy deps)."""
     from photosearch.app.launch import app
