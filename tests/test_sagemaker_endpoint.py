@@ -301,3 +301,28 @@ def test_serve_local_without_an_index_says_so(endpoint) -> None:
     )
     assert result.exit_code == 1
     assert f"no photosearch index at s3://{INDEX_BUCKET}/indexes/none yet" in result.output
+
+
+def test_cli_search_through_the_endpoint_equals_the_local_cli_search(endpoint, photos, tmp_path):
+    """`photosearch search REF --endpoint NAME` returns the photos a local search returns."""
+    from photosearch.cli import main
+
+    reference = tmp_path / "rob.jpg"
+    reference.write_bytes(read(photos, f"{LFW}/Rob_Lowe_0001_150px.jpg"))
+    runner = CliRunner()
+    remote = runner.invoke(main, ["search", str(reference), "--endpoint", ENDPOINT, "--json"])
+    local = runner.invoke(main, ["search", str(reference), "--index", S3_INDEX, "--json"])
+    assert remote.exit_code == 0, remote.stderr
+    assert local.exit_code == 0, local.stderr
+    remote_matches = json.loads(remote.stdout)["matches"]
+    assert remote_matches == json.loads(local.stdout)["matches"]
+    assert "lfw/rob_2.jpg" in {m["photo"] for m in remote_matches}
+    # A fixed distance goes through too, and a bad reference is a one-line error.
+    fixed = runner.invoke(
+        main, ["search", str(reference), "--endpoint", ENDPOINT, "--threshold", "0.6", "--json"]
+    )
+    assert fixed.exit_code == 0 and json.loads(fixed.stdout)["mode"] == "distance"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    refused = runner.invoke(main, ["search", str(text), "--endpoint", ENDPOINT])
+    assert refused.exit_code == 2 and "cannot be read as a photo" in refused.stderr
