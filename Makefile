@@ -30,7 +30,9 @@ setup: $(STAMP)
 ALBUM ?= ../shared/data/photos
 # Opens the web app on the album; "Index new photos" there indexes it in the background.
 run: $(STAMP)
-	$(VENV)/bin/photosearch app --album "$(ALBUM)"
+	@if [ -e "$(ALBUM)" ]; then $(VENV)/bin/photosearch app --album "$(ALBUM)"; \
+	else echo "album $(ALBUM) not found: pick a folder in the app (or make run ALBUM=~/Pictures)"; \
+	$(VENV)/bin/photosearch app; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
