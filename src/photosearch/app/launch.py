@@ -38,6 +38,32 @@ def read_secrets_files(folder: Path | None = None) -> dict[str, Any]:
     return merged
 
 
+def open_browser_when_up(url: str, wait_seconds: float = 30.0) -> None:
+    """Open the user's browser on the app once the server answers (a detached helper process,
+    since this process becomes the Streamlit server)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time, urllib.request, webbrowser\n"
+        f"deadline = time.time() + {wait_seconds}\n"
+        "while time.time() < deadline:\n"
+        "    try:\n"
+        f"        urllib.request.urlopen({url!r} + '/_stcore/health', timeout=1)\n"
+        f"        webbrowser.open({url!r})\n"
+        "        break\n"
+        "    except Exception:\n"
+        "        time.sleep(0.5)\n"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def streamlit_command(address: str, port: int, *, headless: bool) -> list[str]:
     """The `streamlit run` command line for the page."""
     return [
@@ -168,7 +194,11 @@ def app(album, index_location, port, public, address, no_browser, hash_password)
         raise click.ClickException("the web app needs Streamlit: pip install streamlit") from None
 
     environment = app_environment(album, index_location, public_mode, password_hash)
-    command = streamlit_command(address, port, headless=no_browser or public_mode)
+    # Without a terminal, or on a first run, a non-headless Streamlit stops at its e-mail
+    # prompt; so the server always runs headless and the browser is opened from here instead.
+    command = streamlit_command(address, port, headless=True)
+    if not (no_browser or public_mode):
+        open_browser_when_up(f"http://127.0.0.1:{port}")
     shown = "127.0.0.1" if address in ("0.0.0.0", "::") else address
     click.echo(f"photosearch app on http://{shown}:{port}  (Ctrl-C stops it)", err=True)
     if os.name == "posix":
