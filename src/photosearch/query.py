@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -237,8 +237,15 @@ def find_matches(
             )  # type: ignore[arg-type]
             for m in found
         ]
+    from photosearch.search import candidates_within, exact_distances
+
+    # The same exact machinery as the adaptive search: one float32 pass picks candidates
+    # (with slack), then float64 distances decide.
     threshold = float(threshold)
-    distances = _closest_reference_distances(index.descriptors, references)
+    rows = candidates_within(index.face_set, references, np.full(len(references), threshold))
+    distances = np.full(len(index.descriptors), np.inf)
+    if len(rows):
+        distances[rows] = exact_distances(references, index.descriptors[rows]).min(axis=0)
     best: dict[str, int] = {}
     excluded = set(exclude)
     for row in np.flatnonzero(distances <= threshold):
@@ -259,17 +266,3 @@ def find_matches(
     ]
     matches.sort(key=lambda match: (match.distance, match.photo))
     return matches
-
-
-def _closest_reference_distances(album: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """(F,) distance of each album face to its closest reference, exact, in float64."""
-    closest = np.full(len(album), np.inf)
-    for start in range(0, len(album), 65536):  # bounded memory for big albums
-        chunk = album[start : start + 65536].astype(np.float64)
-        differences = chunk[:, None, :] - references.astype(np.float64)[None, :, :]
-        closest[start : start + len(chunk)] = np.sqrt((differences**2).sum(-1)).min(1)
-    return closest
-
-
-def match_photos(matches: Sequence[Match]) -> list[str]:
-    return [match.photo for match in matches]
