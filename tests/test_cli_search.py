@@ -126,6 +126,34 @@ def test_queries_file_runs_many_searches(album, tmp_path):
     assert {m["photo"] for m in lines[1]["matches"]} == album_keys_showing("Kit_Harington")
 
 
+def test_references_read_in_parallel_keep_their_order_and_errors(album, tmp_path):
+    """`--queries` reads reference photos on several engine workers: results come back in
+    the file's order, an unusable photo as its error, the rest as with one worker."""
+    from photosearch.cli_search import reference_results
+    from photosearch.engine import FaceEngine
+    from photosearch.query import ReferenceError
+
+    faceless = tmp_path / "notes.jpg"
+    faceless.write_text("not a photo")
+    paths = [
+        str(PHOTOS / OBAMA_REFERENCE),
+        str(faceless),
+        str(PHOTOS / "people/face_recognition/knn_train/Kit_Harington/john1.jpeg"),
+        str(PHOTOS / TWO_FACES_REFERENCE),
+    ]
+    serial = reference_results(FaceEngine(device="cpu", workers=1), paths, None)
+    parallel = reference_results(FaceEngine(device="cpu", workers=2), paths, None)
+    assert isinstance(parallel[1], ReferenceError) and "notes.jpg" in str(parallel[1])
+    for mine, theirs in zip(parallel, serial, strict=True):
+        if isinstance(theirs, ReferenceError):
+            assert str(mine) == str(theirs)
+        else:
+            np.testing.assert_allclose(mine, theirs, atol=1e-6)
+    # The second face of the two-person photo, when asked for, in every slot.
+    second = reference_results(FaceEngine(device="cpu", workers=2), paths[2:], 2)
+    assert isinstance(second[0], ReferenceError) and isinstance(second[1], np.ndarray)
+
+
 def test_copy_to_copies_the_matched_photos(album, tmp_path):
     target = tmp_path / "found"
     code, out, err = run(

@@ -164,20 +164,28 @@ def search(
     engine = engine_for_index(index.model_id, device=device)
 
     if queries:
-        for query_id, paths in read_queries(queries).items():
-            descriptors, problems = reference_descriptors(engine, paths, face)
-            for problem in problems:
-                click.echo(f"error: {problem}", err=True)
-            matches = search_matches(index, descriptors, threshold, strictness, excluded)
-            click.echo(
-                json.dumps(
-                    {
-                        "query": query_id,
-                        "references": len(descriptors),
-                        "matches": [m.to_json() for m in matches],
-                    }
+        planned = list(read_queries(queries).items())
+        # Queries are read a few at a time, their reference photos in parallel (engine
+        # workers), and answered in file order as each group is done.
+        group = max(1, 4 * engine.workers)
+        for start in range(0, len(planned), group):
+            chunk = planned[start : start + group]
+            paths = [path for _, query_paths in chunk for path in query_paths]
+            found = iter(reference_results(engine, paths, face))
+            for query_id, query_paths in chunk:
+                descriptors, problems = collect(next(found) for _ in query_paths)
+                for problem in problems:
+                    click.echo(f"error: {problem}", err=True)
+                matches = search_matches(index, descriptors, threshold, strictness, excluded)
+                click.echo(
+                    json.dumps(
+                        {
+                            "query": query_id,
+                            "references": len(descriptors),
+                            "matches": [m.to_json() for m in matches],
+                        }
+                    )
                 )
-            )
         return
 
     descriptors, problems = reference_descriptors(engine, [str(p) for p in references], face)
@@ -215,16 +223,32 @@ def parse_exclusions(values) -> set:
 
 
 def reference_descriptors(engine, paths, face) -> tuple[list, list[str]]:
+    """The chosen face's descriptor of every reference photo that has one, and one line per
+    photo that does not."""
+    return collect(reference_results(engine, paths, face))
+
+
+def reference_results(engine, paths, face) -> list:
+    """Per path, in order: the chosen face's descriptor, or the ReferenceError (photos are
+    read in parallel on the engine's workers)."""
     from photosearch.query import ReferenceError, read_reference
 
-    descriptors, problems = [], []
-    for path in paths:
+    def describe(path):
         try:
-            chosen = read_reference(engine, path, face=None if face is None else face - 1)
+            return read_reference(engine, path, face=None if face is None else face - 1).descriptor
         except ReferenceError as error:
-            problems.append(str(error))
-            continue
-        descriptors.append(chosen.descriptor)
+            return error
+
+    return engine.map_parallel(describe, paths)
+
+
+def collect(results) -> tuple[list, list[str]]:
+    descriptors, problems = [], []
+    for result in results:
+        if isinstance(result, Exception):
+            problems.append(str(result))
+        else:
+            descriptors.append(result)
     return descriptors, problems
 
 

@@ -8,22 +8,31 @@ loaded at import time: the models load on first use and stay in memory for the e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 
 from photosearch.images import ImageLoadError, LoadedImage, load_image
+from photosearch.memory import keep_freed_memory
 from photosearch.models.registry import MODEL_ID
+from photosearch.threads import one_torch_thread_each, torch_threads
 
 ImageSource = str | os.PathLike | bytes | BinaryIO | LoadedImage
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
-# Faces smaller than the detector's 80x80 window are only found after upsampling; small images
-# (selfie crops, thumbnails, LFW's 250x250) get one 2x upsampling under the "auto" policy, large
-# ones do not (it would quadruple the cost while their faces are usually big enough already).
-AUTO_UPSAMPLE_BELOW_SIDE = 1000
+# The detector finds faces from its 80x80 window up; smaller ones only after enlarging the image.
+# Under the "auto" policy every photo is detected at a longer side of DETECTION_SIDE pixels
+# (shrunk or enlarged, at most 2x): faces down to 80/1600 = 5% of the photo's longer side are
+# found, and never below 40 px. The cost per photo is then about the same whatever its size
+# (the CNN's work grows with pixels). Landmarks and descriptors still use the full working
+# image (up to max_side), so a face found at the detection size is described at full detail.
+DETECTION_SIDE = 1600
+MAX_DETECTION_SCALE = 2.0  # 40 px faces: below that a 150 px chip is mostly interpolation
 DEFAULT_MAX_SIDE = 2000
 
 
@@ -62,12 +71,16 @@ def resolve_device(device: str | None) -> str:
 class FaceEngine:
     """Detects and describes faces; `faces()` for one image, `faces_for_images()` batched.
 
-    upsample: how many times to double the image before detection (finds faces down to ~40 px
-    per doubling), or "auto" (once for images whose longer side is under 1000 px).
+    upsample: how many times to double the image before detection, dlib-style (each doubling
+    finds faces half as big, from 80 px at none), or "auto": detect at `detection_side` pixels on
+    the longer side (enlarged at most 2x; a 2x enlargement is dlib's own upsampling).
     max_side: working resolution: larger photos are shrunk to this longer side before detection;
     boxes and landmarks are mapped back to original pixels. None keeps full resolution.
     mirror: describe each face as the mean of its chip's descriptor and its mirror image's
     (deterministic test-time augmentation; a little more robust for search).
+    workers: on the CPU, how many images are processed at once, each in its own thread with one
+    torch thread (None: as many as torch's intra-op threads, i.e. the CPU cores). On a GPU the
+    images of a call are batched instead.
     """
 
     def __init__(
@@ -77,14 +90,34 @@ class FaceEngine:
         max_side: int | None = DEFAULT_MAX_SIDE,
         mirror: bool = True,
         batch_size: int = 32,
+        workers: int | None = None,
+        detection_side: int = DETECTION_SIDE,
     ) -> None:
         if upsample != "auto" and (not isinstance(upsample, int) or upsample < 0):
             raise ValueError(f"upsample must be 'auto' or an integer >= 0, not {upsample!r}")
         self.device = resolve_device(device)
+        if self.device == "cpu":
+            # Before any worker thread starts: threads pick their malloc arena on first use.
+            keep_freed_memory()
         self.upsample = upsample
         self.max_side = max_side
         self.mirror = mirror
         self.batch_size = batch_size
+        if workers is not None and workers < 1:
+            raise ValueError(f"workers must be >= 1, not {workers}")
+        self._workers = workers
+        if detection_side < 80:
+            raise ValueError(f"detection_side must be at least 80 px, not {detection_side}")
+        self.detection_side = detection_side
+
+    @property
+    def workers(self) -> int:
+        """Images processed in parallel (1 on a GPU, where one batch keeps it busy)."""
+        if self.device != "cpu":
+            return 1
+        if self._workers is None:
+            return torch_threads()
+        return self._workers
 
     @property
     def model_id(self) -> str:
@@ -115,23 +148,63 @@ class FaceEngine:
             return source
         return load_image(source, max_side=self.max_side)
 
-    def upsample_for(self, pixels: np.ndarray) -> int:
-        if self.upsample == "auto":
-            return 1 if max(pixels.shape[:2]) < AUTO_UPSAMPLE_BELOW_SIDE else 0
-        return int(self.upsample)
+    def detection_scale(self, pixels: np.ndarray) -> float:
+        """How much the "auto" policy resizes this image before detection (2.0: one dlib
+        upsampling; 1.0: as it is)."""
+        longer = max(pixels.shape[:2])
+        return min(MAX_DETECTION_SCALE, self.detection_side / max(1, longer))
+
+    def detect(self, pixels: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
+        """(box, score) of every face in a working image, box in that image's pixels."""
+        if self.upsample != "auto":
+            found = self.detector.detect(pixels, upsample=int(self.upsample))
+            return [(d.box, d.score) for d in found]
+        scale = self.detection_scale(pixels)
+        if scale >= MAX_DETECTION_SCALE or abs(scale - 1.0) < 0.02:
+            # Exactly dlib's upsample 1 (small photos such as LFW's) or 0 (nearly the size).
+            upsample = 1 if scale >= MAX_DETECTION_SCALE else 0
+            return [(d.box, d.score) for d in self.detector.detect(pixels, upsample=upsample)]
+        from photosearch.images import resize_pixels
+
+        rows, cols = pixels.shape[:2]
+        size = (max(1, round(cols * scale)), max(1, round(rows * scale)))
+        resized = resize_pixels(pixels, size)
+        sx, sy = cols / size[0], rows / size[1]
+        return [
+            (_scaled_box(d.box, sx, sy), d.score) for d in self.detector.detect(resized, upsample=0)
+        ]
 
     def faces(self, image: ImageSource) -> list[Face]:
         """All faces of one image (path, bytes, file object or LoadedImage)."""
         return self.faces_for_images([self.load(image)])[0]
 
+    def map_parallel(self, work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+        """``[work(item) for item in items]``, run `workers` at a time when that is more than one
+        (``work`` may call this engine's methods; results keep the items' order)."""
+        items = list(items)
+        workers = self.workers
+        if workers <= 1 or len(items) <= 1:
+            return [work(item) for item in items]
+        # Load the models once, before the threads race to do it.
+        self.detector, self.shape_predictor, self.descriptor_net  # noqa: B018
+        with (
+            one_torch_thread_each(),
+            ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool,
+        ):
+            return list(pool.map(work, items))
+
     def faces_for_images(self, images: Sequence[LoadedImage]) -> list[list[Face]]:
-        """Faces of several already-loaded images; descriptors are computed in shared batches."""
+        """Faces of several already-loaded images: in parallel threads on a CPU, in shared
+        batches on a GPU."""
+        if self.workers > 1 and len(images) > 1:
+            return self.map_parallel(lambda image: self._faces_batched([image])[0], images)
+        return self._faces_batched(images)
+
+    def _faces_batched(self, images: Sequence[LoadedImage]) -> list[list[Face]]:
+        """Faces of several images; descriptors are computed in shared batches."""
         boxes_per_image: list[list[tuple[tuple[int, int, int, int], float]]] = []
         for image in images:
-            detections = self.detector.detect(
-                image.pixels, upsample=self.upsample_for(image.pixels)
-            )
-            boxes_per_image.append([(d.box, d.score) for d in detections])
+            boxes_per_image.append(self.detect(image.pixels))
 
         landmarks_per_image: list[np.ndarray] = []
         chips: list[np.ndarray] = []
@@ -184,6 +257,17 @@ class FaceEngine:
                 yield source, error
                 continue
             yield source, self.faces_for_images([loaded])[0]
+
+
+def _scaled_box(box: tuple[int, int, int, int], sx: float, sy: float) -> tuple[int, int, int, int]:
+    """An inclusive integer box of a resized image in the original image's pixels."""
+    left, top, right, bottom = box
+    return (
+        round(left * sx),
+        round(top * sy),
+        round((right + 1) * sx) - 1,
+        round((bottom + 1) * sy) - 1,
+    )
 
 
 def largest_face(faces: Sequence[Face]) -> Face | None:
