@@ -89,6 +89,9 @@ class RememberingEngine:
     def faces(self, image):
         return self.faces_for_images([image])[0]
 
+    def map_parallel(self, work, items):
+        return [work(item) for item in items]  # one at a time: `seen` stays in order
+
 
 @pytest.fixture(scope="module")
 def engine() -> RememberingEngine:
@@ -129,7 +132,9 @@ def s3(aws_env: str, monkeypatch: pytest.MonkeyPatch, engine) -> Iterator:
     # each test's AWS variables are the ones read.
     s3fs.S3FileSystem.clear_instance_cache()
 
-    def engine_for_cli(device: str = "auto", max_side: object = None, mirror: bool = True):
+    def engine_for_cli(
+        device: str = "auto", max_side: object = None, mirror: bool = True, **settings: object
+    ):
         # `index` passes --max-side (give 640); `search` leaves it to the engine's default.
         assert max_side in (None, engine.max_side) and mirror, "run index with --max-side 640"
         return engine
@@ -543,6 +548,7 @@ def test_failed_upload_keeps_the_last_commit_and_a_rerun_completes(
     manifest_path = index_path(S3_INDEX, "manifest.json")
     shards_path = index_path(S3_INDEX, "shards/")
     commits = []
+    shards_tried = set()
 
     def fault(method: str, path: str) -> str | None:
         # Armed by the first committed manifest: the next commit is the one that fails.
@@ -551,6 +557,8 @@ def test_failed_upload_keeps_the_last_commit_and_a_rerun_completes(
             return None
         if not commits or method != "PUT":
             return None
+        if path.startswith(shards_path):
+            shards_tried.add(path)
         if failure.startswith("shard") and path.startswith(shards_path):
             return "500"
         if failure.startswith("manifest") and path == manifest_path:
@@ -571,6 +579,8 @@ def test_failed_upload_keeps_the_last_commit_and_a_rerun_completes(
     else:
         assert "InternalError" in line, line
     relay.fault = lambda method, path: None
+    # The failed commit was not tried again on the way out (each try writes a new shard name).
+    assert len(shards_tried) == 1, shards_tried
 
     # What is there is the last commit, whole: its photos exactly as the local run has them.
     manifest = assert_well_formed_on_s3(s3, S3_INDEX)

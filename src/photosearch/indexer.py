@@ -27,6 +27,7 @@ from photosearch.album import Album, AlbumFile, canonical_location, fingerprint
 from photosearch.images import ImageLoadError, LoadedImage, load_image
 from photosearch.index_store import (
     STATUS_ERROR,
+    IndexStorageError,
     IndexWriter,
     PhotoState,
     photo_rows,
@@ -153,11 +154,17 @@ class Indexer:
                 stats.deleted += 1
             todo = [item for item in files if not self._unchanged(writer.state(item.key), item)]
             stats.unchanged = len(files) - len(todo)
+            storage_failed = False
             try:
                 self._process(writer, todo, stats)
+            except IndexStorageError:
+                # A commit just failed: trying the same writes again at once would fail the
+                # same way, double the wait, and leave one more unreferenced shard behind.
+                storage_failed = True
+                raise
             finally:
                 # Whatever finished is valid: keep it even when interrupted (Ctrl-C, errors).
-                if writer.commit():
+                if not storage_failed and writer.commit():
                     stats.commits += 1
             if writer.needs_full_compaction():
                 writer.compact(0)
