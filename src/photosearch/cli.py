@@ -16,8 +16,9 @@ def upsample_option(function):
         "--upsample",
         default="auto",
         show_default=True,
-        help="Times to double the image before detection (finds faces down to ~40 px per "
-        "doubling), or 'auto': once for images smaller than 1000 px.",
+        help="Times to double the image before detection, as dlib does (faces from 80 px, "
+        "halved per doubling), or 'auto': detect at 1600 px on the longer side (shrunk, or "
+        "enlarged at most 2x: faces from 5% of the photo, at least 40 px).",
     )(function)
 
 
