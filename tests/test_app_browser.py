@@ -1,9 +1,10 @@
 """End to end: `streamlit run` on 127.0.0.1, driven in Debian's Chromium through Playwright.
 
 The app is started with the command line `photosearch app` builds, on a real indexed album.
-A user uploads a reference photo, sees the photos the labels say show that person, makes the
-threshold stricter, marks one result "not me", downloads the zip, tries a text file, and
-picks a face in a group photo. Screenshots of each state land in test-artifacts/app/.
+A user uploads a reference photo, sees the photos the labels say show that person, switches to
+a fixed face distance and makes it stricter, marks one result "not me", downloads the zip, tries
+a text file, and picks a face in a group photo. Screenshots of each state land in
+test-artifacts/app/.
 """
 
 from __future__ import annotations
@@ -169,9 +170,17 @@ def test_find_yourself_in_the_browser(page, album, tmp_path):
     expected = album_keys_showing("Barack_Obama")
     wait_for_count(page, len(expected))
     found = results(page)
+    assert {photo for photo, _ in found} == expected  # the automatic (adaptive) search
+    page.get_by_text("The usual setting").wait_for()
+    screenshot(page, "02-matches")
+
+    # A fixed face distance instead (dlib's 0.6): the same photos, nearest first.
+    page.get_by_text("Fixed face distance").click()
+    page.get_by_text("Match threshold").wait_for()
+    wait_for_count(page, len(expected))
+    found = results(page)
     assert {photo for photo, _ in found} == expected
     assert [d for _, d in found] == sorted(d for _, d in found)  # best first
-    screenshot(page, "02-matches")
 
     # 2. Stricter threshold (keyboard on the slider): only the matches under it stay.
     cut = round((found[1][1] + found[2][1]) / 2, 2)

@@ -123,37 +123,45 @@ def test_threshold_moves_the_results(library, obama):
     assert "usual" in logic.threshold_words(logic.DEFAULT_THRESHOLD)
 
 
-def test_matches_equal_the_cli(library, album, obama):
-    """The app returns exactly what `photosearch search` returns for the same threshold."""
+@pytest.mark.parametrize(
+    ("options", "session_settings"),
+    [
+        ((), {}),  # both default to the automatic (adaptive) search
+        (("--strictness", "0.2"), {"strictness": 0.2}),
+        (("--threshold", "0.55"), {"automatic": False, "threshold": 0.55}),
+    ],
+    ids=["automatic", "stricter", "fixed-distance"],
+)
+def test_matches_equal_the_cli(library, album, obama, options, session_settings):
+    """The app returns exactly what `photosearch search` returns with the same settings."""
     import json
 
     from photosearch.cli import main
 
-    if "search" not in main.commands:
-        pytest.skip("`photosearch search` is not registered yet")
-    threshold = 0.55
     result = CliRunner().invoke(
         main,
-        [
-            "search",
-            str(PHOTOS / OBAMA_REFERENCE),
-            "--index",
-            str(album.index),
-            "--threshold",
-            str(threshold),
-            "--json",
-        ],
+        ["search", str(PHOTOS / OBAMA_REFERENCE), "--index", str(album.index), *options, "--json"],
     )
     assert result.exit_code == 0, result.output
     cli = json.loads(result.stdout.strip().splitlines()[-1])["matches"]
-    session = logic.SearchSession(threshold=threshold)
+    session = logic.SearchSession(**session_settings)
     session.sync_uploads(
         [Upload("a", "obama.jpg", (PHOTOS / OBAMA_REFERENCE).read_bytes())], logic.ReferenceReader()
     )
     app = session.matches(library, logic.PeopleStore(Path(album.album).parent / "no-people"))
+    assert cli, "the reference finds nobody: the comparison would prove nothing"
     assert [m["photo"] for m in cli] == [m.photo for m in app]
     assert [list(m["box"]) for m in cli] == [list(m.box) for m in app]
     assert [m["distance"] for m in cli] == pytest.approx([m.distance for m in app], abs=1e-5)
+
+
+def test_strictness_words_and_default(library):
+    default = logic.default_strictness(library.searchable())
+    assert logic.STRICTNESS_MIN < default < logic.STRICTNESS_MAX
+    assert default == logic.default_strictness(library.searchable())  # stable per album
+    assert "usual" in logic.strictness_words(default, default)
+    assert "Stricter" in logic.strictness_words(default + 0.1, default)
+    assert "Looser" in logic.strictness_words(default - 0.1, default)
 
 
 # -- references ----------------------------------------------------------------------------------

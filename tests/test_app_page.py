@@ -82,10 +82,26 @@ def test_search_threshold_and_not_me(environment, album):
 
     upload(app, "obama.jpg", (PHOTOS / OBAMA_REFERENCE).read_bytes())
     expected = album_keys_showing("Barack_Obama")
+    # The automatic (adaptive) search by default, as `photosearch search` does.
+    assert app.radio(key="match_mode").value == logic.MATCH_AUTOMATIC
     found = shown_photos(app)
     assert set(found) == expected and len(found) == len(expected)
     assert headline(app) == f"#### {len(expected)} photos found"
     assert app.download_button[0].label == f"Download all ({len(expected)})"
+    assert any(c.value.startswith("The usual setting") for c in app.caption)
+    # Stricter margins keep a subset, best first as before; the default brings all back.
+    default = app.slider(key="strictness").value
+    app.slider(key="strictness").set_value(logic.STRICTNESS_MAX).run()
+    strict = shown_photos(app)
+    assert strict == [photo for photo in found if photo in strict] and len(strict) < len(found)
+    assert any(c.value.startswith("Stricter") for c in app.caption)
+    app.slider(key="strictness").set_value(default).run()
+    assert shown_photos(app) == found
+
+    # A fixed face distance instead: the same photos at dlib's 0.6, nearest first.
+    app.radio(key="match_mode").set_value(logic.MATCH_DISTANCE).run()
+    found = shown_photos(app)
+    assert set(found) == expected
 
     # Stricter: a threshold between the 2nd and 3rd best distances keeps the 2 best.
     captions = [c for image in app.image for c in image.captions if " · distance " in c]

@@ -312,6 +312,43 @@ THRESHOLD_MIN = 0.30
 THRESHOLD_MAX = 0.80
 THRESHOLD_STEP = 0.01
 
+# The two ways to match (query.find_matches). Automatic is the adaptive search the CLI uses by
+# default: each reference is judged against the album's own strangers, which holds up as the
+# album grows (LFW: F1 0.876 against 0.133 for a fixed distance of 0.6). Its slider is the
+# strictness margin, higher is stricter; its default depends on the album's size.
+MATCH_AUTOMATIC = "Automatic (recommended)"
+MATCH_DISTANCE = "Fixed face distance"
+MATCH_MODES = (MATCH_AUTOMATIC, MATCH_DISTANCE)
+STRICTNESS_MIN = 0.00
+STRICTNESS_MAX = 0.30
+STRICTNESS_STEP = 0.01
+
+
+def default_strictness(index: SearchableIndex | None) -> float:
+    """The calibrated margin for this album's size, rounded to the slider's step."""
+    from photosearch.calibration import default_threshold
+
+    faces = len(index.descriptors) if index is not None else 0
+    return round(default_threshold(faces), 2)
+
+
+def strictness_words(strictness: float, default: float) -> str:
+    """What the automatic mode's strictness means for the results, in plain words."""
+    if strictness > default + 0.03:
+        return (
+            "Stricter than usual: only photos where the face clearly stands out from the "
+            "album's other people; some photos of them may be missed."
+        )
+    if strictness < default - 0.03:
+        return (
+            "Looser than usual: more of their photos are found, but look-alikes and "
+            "strangers start to appear."
+        )
+    return (
+        "The usual setting: each face is compared with the album's other people, and a "
+        "photo matches when this face is clearly closer to yours than theirs are."
+    )
+
 
 def threshold_words(threshold: float) -> str:
     """What the threshold means for the results, in plain words."""
@@ -463,6 +500,8 @@ class SearchSession:
     uploads: dict[str, Reference | str] = field(default_factory=dict)  # file id -> ref or error
     person_id: str | None = None
     session_exclusions: set[tuple[str, int]] = field(default_factory=set)
+    automatic: bool = True  # the adaptive search; False: every face closer than `threshold`
+    strictness: float | None = None  # automatic mode's margin; None: calibrated for the album
     threshold: float = DEFAULT_THRESHOLD
 
     def sync_uploads(self, files: Sequence[UploadedFile], reader: ReferenceReader) -> None:
@@ -519,7 +558,8 @@ class SearchSession:
         return find_matches(
             self.descriptors(store),
             index,
-            threshold=self.threshold,
+            threshold=None if self.automatic else self.threshold,
+            strictness=self.strictness if self.automatic else None,
             exclude=self.exclusions(store, library.album.location),
         )
 

@@ -248,21 +248,46 @@ def results_section(
     public: bool,
 ) -> None:
     st.subheader("2 · Their photos")
-    session.threshold = st.slider(
-        "Match threshold: move left to be stricter, right to be looser",
-        min_value=logic.THRESHOLD_MIN,
-        max_value=logic.THRESHOLD_MAX,
-        value=logic.DEFAULT_THRESHOLD,
-        step=logic.THRESHOLD_STEP,
-        format="%.2f",
-        key="threshold",
+    mode = st.radio(
+        "How faces are matched",
+        logic.MATCH_MODES,
+        horizontal=True,
+        key="match_mode",
+        help="Automatic compares each face with the album's other people, which stays precise "
+        "in big albums. A fixed face distance returns every face closer than it, like the "
+        "face_recognition library's tolerance.",
     )
-    st.caption(logic.threshold_words(session.threshold))
+    session.automatic = mode == logic.MATCH_AUTOMATIC
+    if session.automatic:
+        default = logic.default_strictness(library.searchable())
+        strictness = st.slider(
+            "Strictness: move right to be stricter, left to be looser",
+            min_value=logic.STRICTNESS_MIN,
+            max_value=logic.STRICTNESS_MAX,
+            value=default,
+            step=logic.STRICTNESS_STEP,
+            format="%.2f",
+            key="strictness",
+        )
+        # At the (rounded) default, the exact calibrated margin: the CLI's default results.
+        session.strictness = None if strictness == default else strictness
+        st.caption(logic.strictness_words(strictness, default))
+    else:
+        session.threshold = st.slider(
+            "Match threshold: move left to be stricter, right to be looser",
+            min_value=logic.THRESHOLD_MIN,
+            max_value=logic.THRESHOLD_MAX,
+            value=logic.DEFAULT_THRESHOLD,
+            step=logic.THRESHOLD_STEP,
+            format="%.2f",
+            key="threshold",
+        )
+        st.caption(logic.threshold_words(session.threshold))
     matches = session.matches(library, people)
     album = library.album.location
     if not matches:
         st.markdown("#### No photos found")
-        st.caption("Try a looser threshold, or another photo of the person.")
+        st.caption("Try a looser setting, or another photo of the person.")
         return
     count = len(matches)
     st.markdown(f"#### {count} photo{'s' if count != 1 else ''} found")
