@@ -175,3 +175,35 @@ def test_index_detection_side_option_trades_small_faces_for_time(shared_data, tm
 
     assert faces_indexed() == 24
     assert faces_indexed("--detection-side", "800") < 20
+
+
+def test_rebuild_detects_unchanged_photos_again_with_new_settings(shared_data, tmp_path):
+    """A new --detection-side applies to photos indexed from then on; `--rebuild` applies it
+    to the photos already in the index (and only then)."""
+    import re
+    import shutil
+
+    from click.testing import CliRunner
+
+    from photosearch.cli import main
+
+    album, index = tmp_path / "album", tmp_path / "index"
+    album.mkdir()
+    shutil.copy(shared_data / "photos" / "group/dlib/bald_guys.jpg", album / "team.jpg")
+
+    def summary(*options: str) -> str:
+        arguments = ["index", str(album), "--index", str(index), *options]
+        result = CliRunner().invoke(main, arguments, catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.output.strip().splitlines()[-1]
+
+    assert "1 indexed (24 faces" in summary()
+    assert "0 indexed" in summary("--detection-side", "800")  # unchanged: kept as it was
+    rebuilt = summary("--detection-side", "800", "--rebuild")
+    assert int(re.search(r"1 indexed \((\d+) faces", rebuilt).group(1)) < 20
+    assert "1 indexed (24 faces" in summary("--rebuild")  # and back
+    from photosearch.query import SearchableIndex
+
+    rebuilt_index = SearchableIndex.load(str(index))
+    assert len(rebuilt_index.descriptors) == 24  # replaced, not added: no duplicates
+    assert rebuilt_index.photo_count == 1

@@ -64,6 +64,13 @@ def _echo_err(line: str) -> None:
     f"{DEFAULT_COMMIT_SECONDS:.0f} s): an interrupted run resumes from there.",
 )
 @click.option("--retry-errors", is_flag=True, help="Try unreadable photos again, even unchanged.")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Detect faces in every photo again, changed or not: after changing --detection-side "
+    "or --max-side. Searches keep working meanwhile; an interrupted rebuild resumes only if "
+    "run again with --rebuild.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def index(
     album,
@@ -74,6 +81,7 @@ def index(
     detection_side,
     commit_every,
     retry_errors,
+    rebuild,
     quiet,
 ):
     """Index the faces of every photo in ALBUM (a folder or a URL such as s3://bucket/photos).
@@ -103,6 +111,7 @@ def index(
         workers=workers,
         commit_photos=commit_every,
         retry_errors=retry_errors,
+        rebuild=rebuild,
         report=_echo_err,
         show_progress=not quiet,
     )

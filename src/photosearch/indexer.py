@@ -116,6 +116,7 @@ class Indexer:
         commit_photos: int = DEFAULT_COMMIT_PHOTOS,
         commit_seconds: float = DEFAULT_COMMIT_SECONDS,
         retry_errors: bool = False,
+        rebuild: bool = False,
         report: Callable[[str], None] | None = None,
         show_progress: bool = False,
         index_storage_options: dict | None = None,
@@ -129,6 +130,9 @@ class Indexer:
         self.batch_size = max(1, min(batch_size, self.commit_photos))
         self.commit_seconds = commit_seconds
         self.retry_errors = retry_errors
+        # Every photo through the engine again (new detection settings): nothing is skipped or
+        # reused; each old record stays until its photo's new one is committed.
+        self.rebuild = rebuild
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.show_progress = show_progress
         self.index_storage_options = index_storage_options
@@ -176,11 +180,15 @@ class Indexer:
     # -- planning -------------------------------------------------------------------------------
 
     def _unchanged(self, state: PhotoState | None, item: AlbumFile) -> bool:
-        if state is None or not item.stamp:
+        if state is None or not item.stamp or self.rebuild:
             return False
         if self.retry_errors and state.status == STATUS_ERROR:
             return False
         return state.size == item.size and state.stamp == item.stamp
+
+    def _redo(self, stored: PhotoState) -> bool:
+        """Whether identical bytes already indexed go through the engine again anyway."""
+        return self.rebuild or (self.retry_errors and stored.status == STATUS_ERROR)
 
     # -- worker-thread stage ----------------------------------------------------------------
 
@@ -194,7 +202,7 @@ class Indexer:
         prepared.size = len(data)
         prepared.fingerprint = fingerprint(data)
         source = writer.source_for(prepared.fingerprint)
-        if source is not None and not (self.retry_errors and source.status == STATUS_ERROR):
+        if source is not None and not self._redo(source):
             prepared.reuse = source
             return prepared
         try:
@@ -332,7 +340,7 @@ def index_album(
     """Index (or update the index of) an album; returns what the run did.
 
     `engine` defaults to a FaceEngine on `device` (with `max_side` when given); `options` go to
-    `Indexer` (workers, batch_size, commit_photos, commit_seconds, retry_errors, report,
+    `Indexer` (workers, batch_size, commit_photos, commit_seconds, retry_errors, rebuild, report,
     show_progress).
     """
     album = Album(album_location)
