@@ -9,7 +9,6 @@ here it must only be real, and a changed photo is always computed afresh).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from remembering_engine import MAX_SIDE, RememberingEngine
 
 from photosearch.album import Album, fingerprint
 from photosearch.cli_index import index as index_command
@@ -31,7 +31,6 @@ from photosearch.images import load_image
 from photosearch.index_store import IndexReader
 from photosearch.indexer import Indexer, RunStats, default_index_location
 
-MAX_SIDE = 640
 LFW = "multires/lfw_funneled_250_vs_150"
 # album key -> shared photo (kept small: the engine's time dominates these tests)
 ALBUM = {
@@ -65,37 +64,6 @@ class CountingEngine:
     def faces_for_images(self, images):
         self.seen += [image.source for image in images]
         return self.engine.faces_for_images(images)
-
-
-class RememberingEngine:
-    """The real engine; identical pixels are computed once (keeps the test time bounded)."""
-
-    def __init__(self) -> None:
-        from photosearch.engine import FaceEngine
-
-        self.engine = FaceEngine(device="cpu", max_side=MAX_SIDE)
-        self.model_id = self.engine.model_id
-        self.max_side = self.engine.max_side
-        self.answers: dict[bytes, list] = {}
-
-    def faces_for_images(self, images):
-        keys = [
-            hashlib.blake2b(image.pixels.tobytes() + repr(image.pixels.shape).encode()).digest()
-            for image in images
-        ]
-        missing = [
-            (k, image) for k, image in zip(keys, images, strict=True) if k not in self.answers
-        ]
-        if missing:
-            found = self.engine.faces_for_images([image for _, image in missing])
-            self.answers.update((k, faces) for (k, _), faces in zip(missing, found, strict=True))
-        return [self.answers[k] for k in keys]
-
-    def faces(self, image):
-        return self.faces_for_images([image])[0]
-
-    def map_parallel(self, work, items):
-        return [work(item) for item in items]  # one at a time: `seen` stays in order
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ the server answers chosen requests with 5xx/throttling errors or stops listening
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import os
@@ -26,6 +25,7 @@ import aws_server
 import pytest
 from aws_server import create_bucket, set_moto_auth
 from click.testing import CliRunner
+from remembering_engine import RememberingEngine
 
 from photosearch.album import Album
 from photosearch.index_store import IndexReader
@@ -37,7 +37,6 @@ s3fs = pytest.importorskip("s3fs", reason="s3fs (the aws extra) is not installed
 moto_endpoint = aws_server.moto_endpoint
 aws_env = aws_server.aws_env
 
-MAX_SIDE = 640
 LFW = "multires/lfw_funneled_250_vs_150"
 # album key -> shared photo: small ones (the engine's time dominates), 6 faces in all
 ALBUM = {
@@ -57,40 +56,6 @@ S3_INDEX = f"s3://{INDEX_BUCKET}/indexes/family"
 
 # ----------------------------------------------------------------------------------------------
 # The engine: real, and each decoded photo described once per module
-
-
-class RememberingEngine:
-    """The real FaceEngine; identical pixels are computed once (`computed` counts real work)."""
-
-    def __init__(self) -> None:
-        from photosearch.engine import FaceEngine
-
-        self.engine = FaceEngine(device="cpu", max_side=MAX_SIDE)
-        self.model_id = self.engine.model_id
-        self.max_side = self.engine.max_side
-        self.device = self.engine.device
-        self.answers: dict[bytes, list] = {}
-        self.computed = 0
-        self.seen: list[str] = []  # album keys of the photos handed to the engine, in order
-
-    def faces_for_images(self, images):
-        self.seen += [image.source for image in images]
-        keys = [
-            hashlib.blake2b(image.pixels.tobytes() + repr(image.pixels.shape).encode()).digest()
-            for image in images
-        ]
-        missing = [(k, im) for k, im in zip(keys, images, strict=True) if k not in self.answers]
-        if missing:
-            found = self.engine.faces_for_images([image for _, image in missing])
-            self.answers.update((k, faces) for (k, _), faces in zip(missing, found, strict=True))
-            self.computed += len(missing)
-        return [self.answers[k] for k in keys]
-
-    def faces(self, image):
-        return self.faces_for_images([image])[0]
-
-    def map_parallel(self, work, items):
-        return [work(item) for item in items]  # one at a time: `seen` stays in order
 
 
 @pytest.fixture(scope="module")
