@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from index_checks import assert_consistent
 
 from photosearch.index_store import (
     MANIFEST_NAME,
@@ -82,23 +83,6 @@ def faces_by_photo(location) -> dict[str, np.ndarray]:
         photo: np.stack([d for _, d in sorted(rows, key=lambda r: r[0])])
         for photo, rows in grouped.items()
     }
-
-
-def assert_consistent(location) -> None:
-    """The snapshot a reader gets agrees with its manifest and has no duplicate rows."""
-    snapshot = IndexReader(location).snapshot()
-    stats = snapshot.manifest.stats
-    photos = snapshot.photos.column("photo").to_pylist()
-    assert len(photos) == len(set(photos)) == stats.photos
-    pairs = list(
-        zip(
-            snapshot.faces.column("photo").to_pylist(),
-            snapshot.faces.column("face").to_pylist(),
-            strict=True,
-        )
-    )
-    assert len(pairs) == len(set(pairs)) == stats.faces == len(snapshot.descriptors)
-    assert set(snapshot.faces.column("photo").to_pylist()) <= set(photos)
 
 
 def test_round_trip_is_exact(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from index_checks import assert_consistent
 from PIL import Image
 from remembering_engine import MAX_SIDE, RememberingEngine
 
@@ -125,24 +126,6 @@ def assert_matches_reference(index: Path, reference: dict, keys: dict[str, str])
         for row, face in zip(found[key], faces, strict=True):
             assert (row["left"], row["top"], row["right"], row["bottom"]) == face.box
             np.testing.assert_allclose(row["descriptor"], face.descriptor, atol=2e-4)
-
-
-def assert_consistent(index: Path):
-    """One snapshot: agrees with its manifest, no duplicates, faces only of live photos."""
-    snapshot = IndexReader(index).snapshot()
-    stats = snapshot.manifest.stats
-    photos = snapshot.photos.column("photo").to_pylist()
-    assert len(photos) == len(set(photos)) == stats.photos
-    pairs = list(
-        zip(
-            snapshot.faces.column("photo").to_pylist(),
-            snapshot.faces.column("face").to_pylist(),
-            strict=True,
-        )
-    )
-    assert len(pairs) == len(set(pairs)) == stats.faces == len(snapshot.descriptors)
-    assert set(snapshot.faces.column("photo").to_pylist()) <= set(photos)
-    return snapshot
 
 
 def test_index_then_update_incrementally(album, tmp_path, engine, reference, shared_data) -> None:
