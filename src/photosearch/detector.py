@@ -209,6 +209,8 @@ class MmodNet(nn.Module):
         self.n_downsampling = sum(1 for spec in EXPECTED_CONVS if spec[3] != 1)
         self.requires_grad_(False)
         self.eval()
+        self._blocked: list[torch.Tensor] | None = None
+        self._blocked_lock = Lock()
 
     def forward(self, canvas: torch.Tensor, strip_rows: int | None = None) -> torch.Tensor:
         """Score map (B, H', W') of a pyramid canvas (B, 3, H, W)."""
@@ -237,14 +239,43 @@ class MmodNet(nn.Module):
 
     def head(self, features: torch.Tensor) -> torch.Tensor:
         """The stride-1 convs and the score layer, from the output of ``downsample``."""
-        for conv in self.convs[self.n_downsampling : -1]:
-            features = torch.relu_(conv(features))
-        return self._score(features)
+        return self._score(self._relu_convs(features, self.n_downsampling, len(self.convs) - 1))
 
     def _downsample(self, x: torch.Tensor) -> torch.Tensor:
-        for conv in self.convs[: self.n_downsampling]:
-            x = torch.relu_(conv(x))
-        return x
+        return self._relu_convs(x, 0, self.n_downsampling)
+
+    def _relu_convs(self, x: torch.Tensor, first: int, stop: int) -> torch.Tensor:
+        """relu(conv(x)) through convs first..stop-1. On the CPU the activations stay in
+        oneDNN's blocked layout from the first of these convs to the last: the same kernels and
+        values, without a layout conversion in and out of every conv (~5% faster)."""
+        blocked = self._blocked_weights() if x.device.type == "cpu" else None
+        if blocked is None:
+            for conv in self.convs[first:stop]:
+                x = torch.relu_(conv(x))
+            return x
+        y = x.contiguous().to_mkldnn()
+        for index in range(first, stop):
+            conv = self.convs[index]
+            y = torch.mkldnn_convolution(
+                y, blocked[index], conv.bias, conv.padding, conv.stride, conv.dilation, 1
+            )
+            y = torch.relu(y)
+        return y.to_dense()
+
+    def _blocked_weights(self) -> list[torch.Tensor] | None:
+        """The convs' weights reordered for oneDNN once (what torch.utils.mkldnn does, without
+        its deprecated TorchScript wrapper); None where this torch build has no oneDNN."""
+        with self._blocked_lock:
+            if self._blocked is None:
+                try:
+                    reorder = torch._C._nn.mkldnn_reorder_conv2d_weight
+                    self._blocked = [
+                        reorder(conv.weight.to_mkldnn(), conv.padding, conv.stride, (1, 1), 1)
+                        for conv in self.convs[:-1]
+                    ]
+                except (AttributeError, RuntimeError):
+                    self._blocked = []
+            return self._blocked or None
 
     def _score(self, features: torch.Tensor, chunk_pixels: int = 1 << 20) -> torch.Tensor:
         """The 9x9 one-filter conv as a 1x1 conv to one map per tap plus shifted sums: the same

@@ -101,15 +101,18 @@ def _intersects(a: Rect, b: Rect) -> bool:
 
 
 def resize_bilinear(
-    src: torch.Tensor, out: torch.Tensor, band_pixels: int = 1 << 21
+    src: torch.Tensor, out: torch.Tensor, band_pixels: int | None = None
 ) -> torch.Tensor:
     """Align-corners bilinear resize of a (B, C, H, W) float32 tensor into ``out`` in dlib's
     float32 arithmetic, ``(1-ty)*((1-tx)*tl + tx*tr) + ty*((1-tx)*bl + tx*br)``, evaluated as a
     horizontal pass over the source rows followed by a vertical one (the same operations), in
-    bands of output rows so temporaries stay small for big images."""
+    bands of output rows so temporaries stay small. On a CPU a band's temporaries fit in the
+    core's cache (~1.4x faster than 8 MB bands); on a GPU bigger bands mean fewer launches."""
     in_rows, in_cols = src.shape[-2:]
     out_rows, out_cols = out.shape[-2:]
     device = src.device
+    if band_pixels is None:
+        band_pixels = 1 << 17 if device.type == "cpu" else 1 << 21
     top, bottom, ty = _axis_samples(in_rows, out_rows)
     left, right, tx = _axis_samples(in_cols, out_cols)
     one = torch.ones((), dtype=torch.float32, device=device)
