@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from remembering_engine import MAX_SIDE, RememberingEngine
 from photosearch.album import Album, fingerprint
 from photosearch.cli_index import index as index_command
 from photosearch.cli_index import info as info_command
+from photosearch.engine import FaceEngine
 from photosearch.images import load_image
 from photosearch.index_store import IndexReader
 from photosearch.indexer import Indexer, RunStats, default_index_location
@@ -251,6 +253,54 @@ def test_bad_files_are_recorded_and_the_run_goes_on(
     stats, counting = run_index(album, index, engine)
     assert counting.seen == ["truncated.jpg"] and stats.indexed == 1
     assert set(dict(IndexReader(index).errors())) == {"broken.jpg", "empty.png"}
+
+
+class FailingOnePhotoEngine(FaceEngine):
+    """The real CPU engine, except that it raises on one photo (as a GPU out of memory would)
+    and records which threads ran it."""
+
+    def __init__(self, fail_on: str, **options) -> None:
+        super().__init__(device="cpu", max_side=MAX_SIDE, **options)
+        self.fail_on = fail_on
+        self.threads: set[str] = set()
+
+    def faces_for_images(self, images):
+        self.threads.add(threading.current_thread().name)
+        if any(image.source == self.fail_on for image in images):
+            raise RuntimeError("out of memory\n(simulated)")
+        return super().faces_for_images(images)
+
+
+def test_parallel_engine_streams_photos_through_its_threads(
+    album, tmp_path, reference, shared_data
+) -> None:
+    """With several engine workers (a CPU), each photo goes through the engine in one of the
+    engine's threads as soon as it is decoded: the index holds exactly the serial engine's
+    faces, a bad file is recorded, and an engine failure on one photo is a one-line message
+    (not recorded: retried next run) while the run goes on."""
+    index = tmp_path / "index"
+    (album / "broken.jpg").write_bytes(b"this is not an image at all\n")
+    engine = FailingOnePhotoEngine("group/two.jpg", workers=2)
+    messages: list[str] = []
+    stats = Indexer(Album(album), index, engine, workers=2, report=messages.append).run()
+    assert engine.threads and all(name.startswith("faces") for name in engine.threads)
+    assert stats.indexed == len(ALBUM) - 1 and stats.unreadable == 1
+    assert stats.read_failures == 1
+    assert len(messages) == 2 and messages == stats.messages
+    (broken,) = [m for m in messages if m.startswith("broken.jpg: ")]
+    assert "text" in broken and "\n" not in broken
+    assert "group/two.jpg: face engine failed (out of memory (simulated))" in messages
+    assert set(dict(IndexReader(index).errors())) == {"broken.jpg"}
+    keys = {k: k for k in ALBUM if k != "group/two.jpg"}
+    assert_matches_reference(index, reference, keys)
+    assert "group/two.jpg" not in {r["photo"] for r in IndexReader(index).photos().to_pylist()}
+    assert_consistent(index)
+
+    # Next run: only the failed photo goes through the engine, and now it succeeds.
+    engine.fail_on = None
+    stats = Indexer(Album(album), index, engine, workers=2, report=messages.append).run()
+    assert stats.indexed == 1 and stats.unchanged == len(ALBUM)
+    assert_matches_reference(index, reference, {k: k for k in ALBUM})
 
 
 def cli_index_process(album: Path, index: Path, *options: str) -> subprocess.Popen:

@@ -8,8 +8,9 @@ loaded at import time: the models load on first use and stay in memory for the e
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from typing import BinaryIO, TypeVar
@@ -178,19 +179,30 @@ class FaceEngine:
         """All faces of one image (path, bytes, file object or LoadedImage)."""
         return self.faces_for_images([self.load(image)])[0]
 
-    def map_parallel(self, work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
-        """``[work(item) for item in items]``, run `workers` at a time when that is more than one
-        (``work`` may call this engine's methods; results keep the items' order)."""
-        items = list(items)
-        workers = self.workers
-        if workers <= 1 or len(items) <= 1:
-            return [work(item) for item in items]
+    @contextmanager
+    def parallel_pool(self) -> Iterator[ThreadPoolExecutor | None]:
+        """A pool of `workers` threads to run this engine's methods on several images at once,
+        with one torch thread each while the block lasts; None when there is only one worker
+        (on a GPU, or one core), where callers batch images instead."""
+        if self.workers <= 1:
+            yield None
+            return
         # Load the models once, before the threads race to do it.
         self.detector, self.shape_predictor, self.descriptor_net  # noqa: B018
         with (
             one_torch_thread_each(),
-            ThreadPoolExecutor(workers, thread_name_prefix="faces") as pool,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="faces") as pool,
         ):
+            yield pool
+
+    def map_parallel(self, work: Callable[[Item], Result], items: Iterable[Item]) -> list[Result]:
+        """``[work(item) for item in items]``, run `workers` at a time when that is more than one
+        (``work`` may call this engine's methods; results keep the items' order)."""
+        items = list(items)
+        if self.workers <= 1 or len(items) <= 1:
+            return [work(item) for item in items]
+        with self.parallel_pool() as pool:
+            assert pool is not None
             return list(pool.map(work, items))
 
     def faces_for_images(self, images: Sequence[LoadedImage]) -> list[list[Face]]:

@@ -4,9 +4,10 @@ A run (1) lists the album, (2) records deletions, (3) skips photos whose listing
 mtime/ETag) matches the index, then for every other photo (4) reads its bytes and fingerprints
 them in worker threads; bytes already indexed (renamed, copied, touched, or still unreadable)
 reuse their stored record without decoding, the rest are (5) decoded in the same threads
-(Pillow releases the GIL) while the main thread runs the face engine on batches of decoded
-photos. Records are committed every `commit_photos` photos or `commit_seconds` seconds, so an
-interrupted run loses at most that much work and the next run picks up where it stopped.
+(Pillow releases the GIL) and (6) run through the face engine: on a CPU each photo in one of the
+engine's threads as soon as it is decoded, on a GPU in batches by the main thread. Records are
+committed every `commit_photos` photos or `commit_seconds` seconds, so an interrupted run loses
+at most that much work and the next run picks up where it stopped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,8 @@ class _Prepared:
     image: LoadedImage | None = None
     error: str | None = None  # decoding failed: recorded
     read_failure: str | None = None  # reading failed: not recorded
+    faces: list | None = None  # found in an engine thread (when the engine has several)
+    engine_failure: str | None = None  # the engine raised on it: not recorded
 
 
 class Indexer:
@@ -220,10 +224,15 @@ class Indexer:
 
         window = self.workers * 2 + self.batch_size
         last_commit = time.monotonic()
+        engine_pool_of = getattr(self.engine, "parallel_pool", None)
         with (
             progress_bar("indexing", total=len(todo), disable=not self.show_progress) as advance,
             ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as pool,
+            engine_pool_of() if engine_pool_of else nullcontext(None) as engine_pool,
         ):
+            # On a CPU with several engine threads each photo goes through the engine as soon
+            # as it is decoded, one photo per thread: no thread waits for a batch's slowest
+            # photo. Otherwise (a GPU) the main thread runs the engine on batches of photos.
             queue: deque[Future[_Prepared]] = deque()
             upcoming = iter(todo)
             batch: list[_Prepared] = []
@@ -233,7 +242,10 @@ class Indexer:
                     item = next(upcoming, None)
                     if item is None:
                         return
-                    queue.append(pool.submit(self._prepare, writer, item))
+                    decoding = pool.submit(self._prepare, writer, item)
+                    if engine_pool is not None:
+                        decoding = engine_pool.submit(self._faces_of, decoding)
+                    queue.append(decoding)
 
             try:
                 refill()
@@ -261,6 +273,17 @@ class Indexer:
                     future.cancel()
                 raise
 
+    def _faces_of(self, decoding: Future[_Prepared]) -> _Prepared:
+        """Engine-thread stage: the faces of a decoded photo (waits for its decoding)."""
+        prepared = decoding.result()
+        if prepared.image is None:
+            return prepared  # not for the engine: unreadable, reused, or failed to decode
+        try:
+            prepared.faces = self.engine.faces_for_images([prepared.image])[0]
+        except Exception as exc:
+            prepared.engine_failure = _one_line(exc)
+        return prepared
+
     def _record(
         self, writer: IndexWriter, prepared: _Prepared, stats: RunStats, batch: list[_Prepared]
     ) -> int:
@@ -279,6 +302,12 @@ class Indexer:
             stats.unreadable += 1
             self._say(stats, f"{item.key}: {prepared.error}")
             return 1
+        if prepared.engine_failure is not None:
+            self._engine_failed(stats, prepared, prepared.engine_failure)
+            return 1
+        if prepared.faces is not None:
+            self._put_faces(writer, prepared, prepared.faces, stats)
+            return 1
         batch.append(prepared)
         return 0
 
@@ -293,17 +322,25 @@ class Indexer:
                 try:
                     found.append(self.engine.faces_for_images([prepared.image])[0])
                 except Exception as exc:
-                    # Not recorded: an engine failure (e.g. out of GPU memory) may be transient.
-                    self._say(stats, f"{prepared.file.key}: face engine failed ({_one_line(exc)})")
-                    stats.read_failures += 1
+                    self._engine_failed(stats, prepared, _one_line(exc))
                     found.append(None)
         for prepared, faces in zip(batch, found, strict=True):
-            if faces is None:
-                continue
-            writer.put(self._rows(prepared, faces=faces))
-            stats.indexed += 1
-            stats.faces += len(faces)
-            prepared.image = None  # free the pixels now
+            if faces is not None:
+                self._put_faces(writer, prepared, faces, stats)
+
+    def _put_faces(
+        self, writer: IndexWriter, prepared: _Prepared, faces: list, stats: RunStats
+    ) -> None:
+        writer.put(self._rows(prepared, faces=faces))
+        stats.indexed += 1
+        stats.faces += len(faces)
+        prepared.image = None  # free the pixels now
+
+    def _engine_failed(self, stats: RunStats, prepared: _Prepared, reason: str) -> None:
+        # Not recorded: an engine failure (e.g. out of GPU memory) may be transient.
+        self._say(stats, f"{prepared.file.key}: face engine failed ({reason})")
+        stats.read_failures += 1
+        prepared.image = None
 
     def _rows(self, prepared: _Prepared, *, faces=(), error: str | None = None):
         image = prepared.image
