@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from photosearch.engine import DETECTION_SIDE, FaceEngine
+from photosearch.engine import DETECTION_SIDE, SMALL_PHOTO_SIDE, FaceEngine
 from photosearch.images import load_image
 from photosearch.memory import keep_freed_memory
 from photosearch.threads import one_torch_thread_each, torch_threads
@@ -29,15 +29,22 @@ def engine() -> FaceEngine:
     return FaceEngine(device="cpu", workers=1)
 
 
-def test_detection_scale_aims_at_the_detection_side_and_enlarges_at_most_twice(engine):
-    def scale(width: int, height: int) -> float:
-        return engine.detection_scale(np.zeros((height, width, 3), np.uint8))
+def test_detection_scale_doubles_small_photos_and_aims_larger_ones_at_the_detection_side(
+    engine,
+):
+    def scale(width: int, height: int, on: FaceEngine = engine) -> float:
+        return on.detection_scale(np.zeros((height, width, 3), np.uint8))
 
+    assert DETECTION_SIDE == 1400
     assert scale(250, 250) == 2.0  # LFW-size: dlib's own upsampling, faces down to 40 px
-    assert scale(800, 533) == 2.0
+    assert scale(SMALL_PHOTO_SIDE, 533) == 2.0  # web-size photos too
+    assert scale(SMALL_PHOTO_SIDE + 1, 600) == pytest.approx(DETECTION_SIDE / 801)
     assert scale(1280, 720) == pytest.approx(DETECTION_SIDE / 1280)
     assert scale(720, 1280) == pytest.approx(DETECTION_SIDE / 1280)  # the longer side counts
     assert scale(2000, 1500) == pytest.approx(DETECTION_SIDE / 2000)
+    larger = FaceEngine(device="cpu", workers=1, detection_side=2400)
+    assert scale(1000, 750, larger) == 2.0  # never more than twice
+    assert scale(2000, 1500, larger) == pytest.approx(1.2)
 
 
 def test_every_size_of_the_same_photo_gives_the_same_face(shared_data, engine):
@@ -62,15 +69,15 @@ def test_every_size_of_the_same_photo_gives_the_same_face(shared_data, engine):
 
 def test_fractional_enlargement_finds_faces_below_the_detector_window(shared_data):
     """The six-face group photo enlarged to 1200 px has faces of ~60-70 px: at its own size
-    (upsample 0) the detector's 80 px window misses them; at the 1600 px detection side all six
-    are found, with boxes in the photo's own pixels."""
+    (upsample 0) the detector's 80 px window misses them; at a 1600 px detection side (a 1.33x
+    enlargement) all six are found, with boxes in the photo's own pixels."""
     with Image.open(shared_data / "photos" / SMALL_FACES) as original:
         enlarged = original.convert("RGB").resize((1200, 800), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     enlarged.save(buffer, "PNG")
     image = load_image(buffer.getvalue())
     plain = FaceEngine(device="cpu", upsample=0, workers=1).faces(image)
-    auto = FaceEngine(device="cpu", workers=1).faces(image)
+    auto = FaceEngine(device="cpu", workers=1, detection_side=1600).faces(image)
     assert len(plain) < 6 == len(auto)
     for face in auto:
         left, top, right, bottom = face.box
@@ -153,7 +160,8 @@ def test_freed_memory_is_kept_in_the_process():
 
 def test_index_detection_side_option_trades_small_faces_for_time(shared_data, tmp_path):
     """`photosearch index --detection-side`: the 24 people of a 2000 px group photo are all
-    found at the default side; at 800 px (faces from ~10% of the photo) several are missed."""
+    found at the default side (1400 px: faces from 5.7% of the photo) and at 1600; at 800 px
+    (faces from 10% of the photo) several are missed."""
     import re
     import shutil
 
@@ -166,14 +174,16 @@ def test_index_detection_side_option_trades_small_faces_for_time(shared_data, tm
     shutil.copy(shared_data / "photos" / "group/dlib/bald_guys.jpg", album / "team.jpg")
 
     def faces_indexed(*options: str) -> int:
-        index = tmp_path / f"index{len(options)}"
+        index = tmp_path / ("index" + "-".join(options))
         result = CliRunner().invoke(
             main, ["index", str(album), "--index", str(index), *options], catch_exceptions=False
         )
         assert result.exit_code == 0, result.output
         return int(re.search(r"1 indexed \((\d+) faces", result.output).group(1))
 
-    assert faces_indexed() == 24
+    # The default also reports one low-scoring false face (a chin, score 0.26) in this collage.
+    assert 24 <= faces_indexed() <= 25
+    assert faces_indexed("--detection-side", "1600") == 24
     assert faces_indexed("--detection-side", "800") < 20
 
 
@@ -197,13 +207,16 @@ def test_rebuild_detects_unchanged_photos_again_with_new_settings(shared_data, t
         assert result.exit_code == 0, result.output
         return result.output.strip().splitlines()[-1]
 
-    assert "1 indexed (24 faces" in summary()
+    def faces(line: str) -> int:
+        return int(re.search(r"1 indexed \((\d+) faces", line).group(1))
+
+    first = faces(summary())
+    assert first >= 24
     assert "0 indexed" in summary("--detection-side", "800")  # unchanged: kept as it was
-    rebuilt = summary("--detection-side", "800", "--rebuild")
-    assert int(re.search(r"1 indexed \((\d+) faces", rebuilt).group(1)) < 20
-    assert "1 indexed (24 faces" in summary("--rebuild")  # and back
+    assert faces(summary("--detection-side", "800", "--rebuild")) < 20
+    assert faces(summary("--rebuild")) == first  # and back
     from photosearch.query import SearchableIndex
 
     rebuilt_index = SearchableIndex.load(str(index))
-    assert len(rebuilt_index.descriptors) == 24  # replaced, not added: no duplicates
+    assert len(rebuilt_index.descriptors) == first  # replaced, not added: no duplicates
     assert rebuilt_index.photo_count == 1
