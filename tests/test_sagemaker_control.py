@@ -172,6 +172,8 @@ def test_processing_job_request_shards_the_planned_photos(provisioned, shared_da
         )
     )
     assert plan.model_id == FaceEngine(device="cpu").model_id
+    assert plan.detection_side == FaceEngine(device="cpu").detection_side  # every instance's
+    assert processing.JobPlan.from_json(plan.to_json()) == plan
     assert sorted(plan.photos) == manifest[1:]
     # moto ran nothing: the job "completed" without results, so nothing was merged.
     assert run.status == "Completed" and run.merge.merged == 0

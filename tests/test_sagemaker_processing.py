@@ -198,6 +198,12 @@ def test_a_failing_instance_fails_the_job_with_its_message(s3_album) -> None:
     assert "/aws/sagemaker/ProcessingJobs" in message and "photosearch-index-bad/" in message
     assert IndexReader(index).manifest() is None  # nothing merged
 
+    other = FaceEngine(device="cpu", max_side=640, detection_side=1000)
+    with pytest.raises(AwsError) as failure:
+        run_job(s3_album, other, "photosearch-index-bad-side", 1, index=index, max_side=640)
+    assert "detection_side=1000" in str(failure.value)
+    assert IndexReader(index).manifest() is None
+
 
 def test_sharding_splits_the_key_ordered_objects() -> None:
     objects = [local.InputObject("b", f"k{i:02d}", f"k{i:02d}") for i in range(10)]

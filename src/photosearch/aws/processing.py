@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from photosearch.engine import DETECTION_SIDE
+
 OPT_ML = "/opt/ml"
 ALBUM_INPUT = "processing/input/album"
 PLAN_INPUT = "processing/input/plan"
@@ -52,8 +54,14 @@ PLAN_FORMAT_VERSION = 1
 PROGRESS_STEPS = 20
 MIN_CHUNK = 16
 EXIT_MESSAGE_LIMIT = 1024  # SageMaker keeps the first 1 KB of /opt/ml/output/message
+# Every instance must detect and describe faces exactly as planned: shards merge into one index.
+PLANNED_ENGINE_SETTINGS = ("max_side", "upsample", "mirror", "detection_side")
 
 Report = Callable[[str], None]
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in settings.items())
 
 
 def _print(line: str) -> None:
@@ -77,6 +85,7 @@ class JobPlan:
     mirror: bool
     photos: dict[str, tuple[int, str]]  # album key -> (size, listing stamp), new or changed only
     listed: int = 0  # photos in the album when planned
+    detection_side: int = DETECTION_SIDE
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,7 +95,12 @@ class JobPlan:
             "album": self.album,
             "index": self.index,
             "model_id": self.model_id,
-            "engine": {"max_side": self.max_side, "upsample": self.upsample, "mirror": self.mirror},
+            "engine": {
+                "max_side": self.max_side,
+                "upsample": self.upsample,
+                "mirror": self.mirror,
+                "detection_side": self.detection_side,
+            },
             "listed": self.listed,
             "photos": {key: [size, stamp] for key, (size, stamp) in sorted(self.photos.items())},
         }
@@ -108,6 +122,7 @@ class JobPlan:
             mirror=bool(engine["mirror"]),
             photos={key: (int(size), str(stamp)) for key, (size, stamp) in data["photos"].items()},
             listed=int(data.get("listed", 0)),
+            detection_side=int(engine.get("detection_side", DETECTION_SIDE)),
         )
 
     def album_manifest(self) -> list[Any]:
@@ -366,13 +381,18 @@ def run_instance(
         report(f"{key}: not in the job's plan, skipped")
     if engine is None:
         engine = FaceEngine(
-            device=device, upsample=plan.upsample, max_side=plan.max_side, mirror=plan.mirror
+            device=device,
+            upsample=plan.upsample,
+            max_side=plan.max_side,
+            mirror=plan.mirror,
+            detection_side=plan.detection_side,
         )
-    settings = (getattr(engine, "max_side", None), getattr(engine, "upsample", None))
-    if settings != (plan.max_side, plan.upsample):
+    running = {name: getattr(engine, name, None) for name in PLANNED_ENGINE_SETTINGS}
+    planned = {name: getattr(plan, name) for name in PLANNED_ENGINE_SETTINGS}
+    if running != planned:
         raise RuntimeError(
-            f"the engine runs with max_side={settings[0]}, upsample={settings[1]!r} but the job "
-            f"was planned with max_side={plan.max_side}, upsample={plan.upsample!r}"
+            f"the engine runs with {_settings_text(running)} but the job was planned with "
+            f"{_settings_text(planned)}"
         )
     if engine.model_id != plan.model_id:
         raise RuntimeError(
