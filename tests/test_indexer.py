@@ -303,6 +303,41 @@ def test_parallel_engine_streams_photos_through_its_threads(
     assert_matches_reference(index, reference, {k: k for k in ALBUM})
 
 
+class InterruptedIndexer(Indexer):
+    """Ctrl-C in the main thread while the second photo is being recorded."""
+
+    def _record(self, writer, prepared, stats, batch):
+        if stats.processed == 1:
+            raise KeyboardInterrupt
+        return super()._record(writer, prepared, stats, batch)
+
+
+def test_ctrl_c_keeps_what_finished_and_stops_the_rest(album, tmp_path, reference) -> None:
+    """Interrupted, the run commits the photo it finished, lets the photos in flight end, and
+    starts no other; the next run indexes the rest."""
+    index = tmp_path / "index"
+    engine = FailingOnePhotoEngine(fail_on=None, workers=2)
+    seen: list[str] = []
+    engine_faces = engine.faces_for_images
+
+    def recording(images):
+        seen.extend(image.source for image in images)
+        return engine_faces(images)
+
+    engine.faces_for_images = recording
+    with pytest.raises(KeyboardInterrupt):
+        InterruptedIndexer(Album(album), index, engine, workers=2, batch_size=1).run()
+    # The window holds 2 x 2 + 1 photos: at most 6 were ever handed out, of 8.
+    assert 1 <= len(seen) <= 6
+    (kept,) = IndexReader(index).photos().to_pylist()
+    assert kept["photo"] in seen
+    assert_consistent(index)
+    seen.clear()
+    stats = Indexer(Album(album), index, engine, workers=2).run()
+    assert stats.indexed == len(ALBUM) - 1 and stats.unchanged == 1
+    assert_matches_reference(index, reference, {k: k for k in ALBUM})
+
+
 def cli_index_process(album: Path, index: Path, *options: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "photosearch.cli_index", "index", str(album)]
     command += ["--index", str(index), "--device", "cpu", "--max-side", str(MAX_SIDE), "-q"]

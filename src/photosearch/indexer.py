@@ -234,6 +234,7 @@ class Indexer:
             # as it is decoded, one photo per thread: no thread waits for a batch's slowest
             # photo. Otherwise (a GPU) the main thread runs the engine on batches of photos.
             queue: deque[Future[_Prepared]] = deque()
+            decodings: deque[Future[_Prepared]] = deque(maxlen=window)  # to cancel on the way out
             upcoming = iter(todo)
             batch: list[_Prepared] = []
 
@@ -243,6 +244,7 @@ class Indexer:
                     if item is None:
                         return
                     decoding = pool.submit(self._prepare, writer, item)
+                    decodings.append(decoding)
                     if engine_pool is not None:
                         decoding = engine_pool.submit(self._faces_of, decoding)
                     queue.append(decoding)
@@ -269,7 +271,7 @@ class Indexer:
                         stats.commits += 1
                         last_commit = time.monotonic()
             except BaseException:
-                for future in queue:
+                for future in (*queue, *decodings):
                     future.cancel()
                 raise
 
