@@ -31,7 +31,7 @@ from photosearch.cli_index import index as index_command
 from photosearch.cli_index import info as info_command
 from photosearch.engine import FaceEngine
 from photosearch.images import load_image
-from photosearch.index_store import IndexReader
+from photosearch.index_store import IndexReader, IndexWriter, detection_counts
 from photosearch.indexer import Indexer, RunStats, default_index_location
 
 LFW = "multires/lfw_funneled_250_vs_150"
@@ -338,6 +338,100 @@ def test_ctrl_c_keeps_what_finished_and_stops_the_rest(album, tmp_path, referenc
     assert_matches_reference(index, reference, {k: k for k in ALBUM})
 
 
+class RecordingEngine(FaceEngine):
+    """The real CPU engine, recording the album keys of the photos it is given."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(device="cpu", max_side=MAX_SIDE, workers=1, **options)
+        self.seen: list[str] = []
+
+    def faces_for_images(self, images):
+        self.seen += [image.source for image in images]
+        return super().faces_for_images(images)
+
+
+def lfw_album(root: Path, shared_data: Path) -> Path:
+    """Three small LFW photos (the engine's cheapest real work)."""
+    root.mkdir()
+    for key in ("lfw/Rob_Lowe.jpg", "lfw/Mary_Katherine_Smart.jpg", "lfw/Nathalie_Baye.jpg"):
+        shutil.copyfile(shared_data / "photos" / ALBUM[key], root / Path(key).name)
+    return root
+
+
+def stored_detection(index: Path, engine: FaceEngine) -> list[str | None]:
+    """The detection settings the index records for each photo."""
+    with IndexWriter(index, model_id=engine.model_id) as writer:
+        return [state.detection for state in writer.photos.values()]
+
+
+def test_rebuild_redoes_only_photos_detected_otherwise_and_resumes(tmp_path, shared_data):
+    """Each photo records the engine's detection settings: `--rebuild` sends through the engine
+    only the photos found with other settings, so an interrupted rebuild resumes; a run
+    without it keeps them and says how many there are."""
+    album = lfw_album(tmp_path / "album", shared_data)
+    index = tmp_path / "index"
+    first = RecordingEngine()
+    assert Indexer(Album(album), index, first).run().indexed == 3
+    assert set(stored_detection(index, first)) == {first.detection_settings}
+
+    other = RecordingEngine(detection_side=1000)
+    assert other.detection_settings != first.detection_settings
+    with pytest.raises(KeyboardInterrupt):
+        InterruptedIndexer(Album(album), index, other, rebuild=True, commit_photos=1).run()
+    assert len(other.seen) == 1  # stopped as the second photo came up; the first committed
+    other.seen.clear()
+    stats = Indexer(Album(album), index, other, rebuild=True).run()
+    assert stats.indexed == 2 and stats.unchanged == 1 and len(other.seen) == 2
+    assert Indexer(Album(album), index, other, rebuild=True).run().indexed == 0  # all done
+
+    notes: list[str] = []
+    stats = Indexer(Album(album), index, first, report=notes.append).run()
+    assert stats.indexed == 0 and stats.messages == []
+    assert notes == [
+        f"3 photo(s) in the index were searched for faces with other settings than this run's "
+        f"({first.detection_settings}): they keep their faces; add --rebuild to detect them again"
+    ]
+
+
+def test_an_index_written_before_detection_settings_were_recorded(tmp_path, shared_data):
+    """Shards without the `detection` column still load, search and compact; their photos
+    count as detected with unknown settings, which --rebuild redoes."""
+    import pyarrow.parquet as pq
+
+    from photosearch.query import SearchableIndex
+
+    album = lfw_album(tmp_path / "album", shared_data)
+    index = tmp_path / "index"
+    engine = RecordingEngine()
+    Indexer(Album(album), index, engine).run()
+    before = SearchableIndex.load(str(index))
+    for shard in (index / "shards").glob("*.parquet"):
+        pq.write_table(pq.read_table(shard).drop_columns(["detection"]), shard)
+    assert "detection" not in pq.read_schema(next((index / "shards").glob("*.parquet"))).names
+
+    old = SearchableIndex.load(str(index))
+    np.testing.assert_array_equal(old.descriptors, before.descriptors)
+    assert stored_detection(index, engine) == [None] * 3
+    assert detection_counts(IndexReader(index).photos()) == {None: 3}  # what `info` shows
+
+    # One photo re-detected: an old shard and a new one side by side, then merged.
+    notes: list[str] = []
+    engine.seen.clear()
+    (album / "Rob_Lowe.jpg").write_bytes((album / "Rob_Lowe.jpg").read_bytes() + b"\0")
+    stats = Indexer(Album(album), index, engine, report=notes.append).run()
+    assert stats.indexed == 1 and notes[0].startswith("3 photo(s) in the index were searched")
+    with IndexWriter(index, model_id=engine.model_id) as writer:
+        writer.compact()
+    assert_consistent(index)
+    assert sorted(map(str, stored_detection(index, engine))) == sorted(
+        [engine.detection_settings, "None", "None"]
+    )
+    engine.seen.clear()
+    assert Indexer(Album(album), index, engine, rebuild=True).run().indexed == 2
+    assert sorted(engine.seen) == ["Mary_Katherine_Smart.jpg", "Nathalie_Baye.jpg"]
+    assert len(SearchableIndex.load(str(index)).descriptors) == len(before.descriptors)
+
+
 def cli_index_process(album: Path, index: Path, *options: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "photosearch.cli_index", "index", str(album)]
     command += ["--index", str(index), "--device", "cpu", "--max-side", str(MAX_SIDE), "-q"]
@@ -424,6 +518,8 @@ def test_index_and_info_commands(tmp_path, monkeypatch, reference, shared_data) 
 
     result = runner.invoke(info_command, [])  # every index in the data dir: this one
     assert result.exit_code == 0, result.output
+    settings = FaceEngine(device="cpu", max_side=MAX_SIDE).detection_settings
+    assert settings == f"max side {MAX_SIDE}, detection at 1400 px (doubled up to 800 px)"
     assert result.stdout.splitlines() == [
         f"index     {location}",
         f"album     {album}",
@@ -431,6 +527,7 @@ def test_index_and_info_commands(tmp_path, monkeypatch, reference, shared_data) 
         f"updated   {manifest.updated} (commit {manifest.generation})",
         "photos    3: 1 with faces, 1 without, 1 unreadable",
         "faces     1",
+        f"detection {settings}: 2 photos",
         f"storage   1 shards, {manifest.shards[0].bytes / 1000:.1f} kB",
         "unreadable photos:",
         f"  {error_line}",
@@ -440,6 +537,7 @@ def test_index_and_info_commands(tmp_path, monkeypatch, reference, shared_data) 
     summary = json.loads(runner.invoke(info_command, ["--index", location, "--json"]).stdout)
     assert summary["photos"] == 3 and summary["faces"] == 1 and summary["unreadable"] == 1
     assert summary["errors"] == [{"photo": "broken.jpg", "error": error_line.split(": ", 1)[1]}]
+    assert summary["detection"] == [{"settings": settings, "photos": 2}]  # decoded photos
 
     # Re-running changes nothing.
     result = runner.invoke(index_command, arguments)

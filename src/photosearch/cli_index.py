@@ -68,9 +68,9 @@ def _echo_err(line: str) -> None:
 @click.option(
     "--rebuild",
     is_flag=True,
-    help="Detect faces in every photo again, changed or not: after changing --detection-side "
-    "or --max-side. Searches keep working meanwhile; an interrupted rebuild resumes only if "
-    "run again with --rebuild.",
+    help="Detect faces again in the photos indexed with other settings than this run's "
+    "(--detection-side, --max-side), changed or not. Searches keep working meanwhile; run "
+    "it again to resume an interrupted rebuild.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def index(
@@ -153,7 +153,12 @@ def _plural(count: int, noun: str) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per index.")
 def info(album, index_location, as_json):
     """Describe an index: album, model, photos, faces, and the unreadable photos."""
-    from photosearch.index_store import IndexError_, IndexFormatError, IndexReader
+    from photosearch.index_store import (
+        IndexError_,
+        IndexFormatError,
+        IndexReader,
+        detection_counts,
+    )
     from photosearch.indexer import default_index_location, known_indexes
 
     if index_location:
@@ -171,6 +176,7 @@ def info(album, index_location, as_json):
             manifest = reader.manifest()
             if manifest is None:
                 raise IndexFormatError(f"no photosearch index at {reader.location}")
+            photos = reader.photos(manifest)
             errors = reader.errors(manifest)
         except IndexError_ as exc:
             _echo_err(f"error: {exc}")
@@ -192,6 +198,10 @@ def info(album, index_location, as_json):
             "shards": len(manifest.shards),
             "bytes": sum(shard.bytes for shard in manifest.shards),
             "errors": [{"photo": photo, "error": error} for photo, error in errors],
+            "detection": [
+                {"settings": settings, "photos": count}
+                for settings, count in detection_counts(photos).items()
+            ],
         }
         if as_json:
             click.echo(json.dumps(summary))
@@ -207,6 +217,9 @@ def info(album, index_location, as_json):
             f"{stats.no_face} without, {stats.errors} unreadable"
         )
         click.echo(f"faces     {stats.faces}")
+        for entry in summary["detection"]:
+            settings = entry["settings"] or "not recorded (indexed by an older photosearch)"
+            click.echo(f"detection {settings}: {entry['photos']} photos")
         click.echo(f"storage   {len(manifest.shards)} shards, {_size(summary['bytes'])}")
         if errors:
             click.echo("unreadable photos:")

@@ -130,6 +130,16 @@ class FaceEngine:
         """Descriptors are comparable only between engines with the same model id."""
         return f"{MODEL_ID}{'+mirror' if self.mirror else ''}"
 
+    @property
+    def detection_settings(self) -> str:
+        """Which faces this engine looks for: recorded with every photo in the index, so that
+        `photosearch index --rebuild` redoes only photos detected otherwise."""
+        if self.upsample == "auto":
+            how = f"{self.detection_side} px (doubled up to {SMALL_PHOTO_SIDE} px)"
+        else:
+            how = f"upsample {self.upsample}"
+        return f"max side {self.max_side or 'full'}, detection at {how}"
+
     # The three models load lazily, on first use.
     @cached_property
     def detector(self):

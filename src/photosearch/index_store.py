@@ -28,7 +28,7 @@ import json
 import os
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -64,8 +64,9 @@ STATUS_NO_FACE = "no_face"
 STATUS_ERROR = "error"
 STATUS_DELETED = "deleted"
 STATUSES = (STATUS_FACES, STATUS_NO_FACE, STATUS_ERROR, STATUS_DELETED)
+DECODED_STATUSES = (STATUS_FACES, STATUS_NO_FACE)
 # Few distinct values: read as dictionaries (faster to read and to compare).
-DICTIONARY_COLUMNS = ("status", "model_id")
+DICTIONARY_COLUMNS = ("status", "model_id", "detection")
 
 # Compaction policy: rewrite everything once the log has too many shards or mostly dead rows.
 MAX_SHARDS = 16
@@ -97,8 +98,14 @@ SCHEMA = pa.schema(
         # list<float32> column costs a repetition level per float (4x slower to load).
         pa.field("descriptor", DESCRIPTOR_TYPE),
         pa.field("model_id", pa.string(), nullable=False),
+        # The engine's detection settings (FaceEngine.detection_settings): which faces were
+        # looked for. Null in rows written before it was recorded.
+        pa.field("detection", pa.string()),
     ]
 )
+# Columns added to format version 1 after its first release: older shards lack them, and they
+# read as nulls.
+ADDED_COLUMNS = ("detection",)
 FACE_COLUMNS = (
     "photo",
     "face",
@@ -119,6 +126,7 @@ PHOTO_COLUMNS = (
     "width",
     "height",
     "face_count",
+    "detection",
 )
 
 
@@ -345,18 +353,40 @@ class _Storage:
     def read_parquet(self, relative: str, columns: Sequence[str], filters: Any = None) -> pa.Table:
         try:
             with self._failures(f"reading {relative}"):
-                return pq.read_table(
-                    self.path(relative),
-                    columns=list(columns),
-                    filesystem=self.arrow_fs,
-                    filters=filters,
-                    read_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
-                )
+                try:
+                    return self._read_columns(relative, columns, filters)
+                except pa.ArrowInvalid as error:
+                    if "No match for FieldRef" not in str(error):
+                        raise
+                # A shard written before a column was added: read what it has, nulls for the rest.
+                present = set(pq.read_schema(self.path(relative), filesystem=self.arrow_fs).names)
+                missing = [name for name in columns if name not in present]
+                if not set(missing) <= set(ADDED_COLUMNS):
+                    raise IndexFormatError(
+                        f"the index at {self.location} is damaged: {relative} lacks the "
+                        f"column(s) {', '.join(missing)}"
+                    )
+                table = self._read_columns(relative, [c for c in columns if c in present], filters)
+                for name in missing:
+                    kind = SCHEMA.field(name).type
+                    if name in DICTIONARY_COLUMNS:  # as the shards that have it read
+                        kind = pa.dictionary(pa.int32(), kind)
+                    table = table.append_column(name, pa.nulls(table.num_rows, kind))
+                return table.select(list(columns))
         except FileNotFoundError:
             raise IndexFormatError(
                 f"the index at {self.location} is damaged: {relative} is missing "
                 "(delete the index and run `photosearch index` again)"
             ) from None
+
+    def _read_columns(self, relative: str, columns: Sequence[str], filters: Any) -> pa.Table:
+        return pq.read_table(
+            self.path(relative),
+            columns=list(columns),
+            filesystem=self.arrow_fs,
+            filters=filters,
+            read_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
+        )
 
     def listdir(self, relative: str) -> dict[str, dict]:
         """Files directly under a folder: name -> info (empty when the folder does not exist)."""
@@ -413,7 +443,7 @@ def _write_table(table: pa.Table, handle) -> None:
         table,
         handle,
         compression=compression,
-        use_dictionary=["status", "model_id", "error"],
+        use_dictionary=["status", "model_id", "error", "detection"],
         row_group_size=128 * 1024,
     )
 
@@ -469,11 +499,13 @@ def photo_rows(
     faces: Sequence[Any] = (),
     error: str | None = None,
     image_size: tuple[int, int] | None = None,
+    detection: str | None = None,
 ) -> pa.Table:
     """The rows recording one photo: one per face, or one for a face-less or unreadable photo.
 
     `faces` are objects with `box`, `score`, `landmarks` (5, 2) and `descriptor` (128,) (the
-    engine's Face); `image_size` is the original (width, height).
+    engine's Face); `image_size` is the original (width, height); `detection` the engine's
+    detection settings.
     """
     status = STATUS_ERROR if error is not None else STATUS_FACES if faces else STATUS_NO_FACE
     count = max(1, len(faces))
@@ -489,6 +521,7 @@ def photo_rows(
         "height": [height] * count,
         "face_count": [len(faces)] * count,
         "model_id": [model_id] * count,
+        "detection": [detection] * count,
     }
     if faces:
         boxes = np.array([face.box for face in faces], dtype=np.int64).reshape(-1, 4)
@@ -643,6 +676,14 @@ class IndexSnapshot:
         return _errors(self.photos)
 
 
+def detection_counts(photos: pa.Table) -> dict[str | None, int]:
+    """How many decoded photos (with or without faces) each detection setting found, most
+    used first; None: recorded before the settings were."""
+    decoded = photos.filter(pc.is_in(photos.column("status"), pa.array(DECODED_STATUSES)))
+    counts = Counter(decoded.column("detection").to_pylist())
+    return dict(counts.most_common())
+
+
 def _errors(photos: pa.Table) -> list[tuple[str, str]]:
     rows = photos.filter(pc.equal(photos.column("status"), STATUS_ERROR))
     return sorted(
@@ -754,7 +795,12 @@ class PhotoState(NamedTuple):
     size: int | None
     stamp: str | None
     error: str | None
+    detection: str | None  # the detection settings its faces were found with (None: unknown)
     shard: str  # shard path holding the rows
+
+
+# The index columns behind each PhotoState field but the last (the shard).
+PHOTO_STATE_COLUMNS = ("photo", *PhotoState._fields[1:-1])
 
 
 @dataclass
@@ -857,7 +903,7 @@ class IndexWriter:
         self._collect_garbage()
 
     def _load_state(self) -> None:
-        columns = ("photo", "fingerprint", "status", "face_count", "size", "stamp", "error", "face")
+        columns = (*PHOTO_STATE_COLUMNS, "face")
         tables = []
         if not self.manifest.shards:
             self.photos = {}
@@ -1017,7 +1063,7 @@ class IndexWriter:
 
     def _states_of(self, table: pa.Table, shard: str) -> dict[str, PhotoState]:
         first = table.filter(pc.fill_null(pc.equal(table.column("face"), 0), True))
-        names = ("photo", "fingerprint", "status", "face_count", "size", "stamp", "error")
+        names = PHOTO_STATE_COLUMNS
         return {
             row[0]: PhotoState(*row, shard)
             for row in zip(*(first.column(n).to_pylist() for n in names), strict=True)

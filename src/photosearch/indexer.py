@@ -134,13 +134,16 @@ class Indexer:
         self.batch_size = max(1, min(batch_size, self.commit_photos))
         self.commit_seconds = commit_seconds
         self.retry_errors = retry_errors
-        # Every photo through the engine again (new detection settings): nothing is skipped or
-        # reused; each old record stays until its photo's new one is committed.
+        # Photos detected with other settings than this run's go through the engine again (all
+        # of them if the engine does not say); each old record stays until its photo's new one
+        # is committed, and a re-run resumes an interrupted rebuild.
         self.rebuild = rebuild
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.show_progress = show_progress
         self.index_storage_options = index_storage_options
         self.max_side = getattr(engine, "max_side", None)
+        # Recorded with each photo (None for engines that do not say: then --rebuild redoes all).
+        self.detection = getattr(engine, "detection_settings", None)
 
     def run(self) -> RunStats:
         started = time.monotonic()
@@ -160,6 +163,7 @@ class Indexer:
             for key in sorted(set(writer.photos) - present):
                 writer.delete(key)
                 stats.deleted += 1
+            self._note_other_settings(writer)
             todo = [item for item in files if not self._unchanged(writer.state(item.key), item)]
             stats.unchanged = len(files) - len(todo)
             storage_failed = False
@@ -184,15 +188,33 @@ class Indexer:
     # -- planning -------------------------------------------------------------------------------
 
     def _unchanged(self, state: PhotoState | None, item: AlbumFile) -> bool:
-        if state is None or not item.stamp or self.rebuild:
-            return False
-        if self.retry_errors and state.status == STATUS_ERROR:
+        if state is None or not item.stamp or self._redo(state):
             return False
         return state.size == item.size and state.stamp == item.stamp
 
     def _redo(self, stored: PhotoState) -> bool:
-        """Whether identical bytes already indexed go through the engine again anyway."""
-        return self.rebuild or (self.retry_errors and stored.status == STATUS_ERROR)
+        """Whether a photo already indexed goes through the engine again anyway."""
+        if self.retry_errors and stored.status == STATUS_ERROR:
+            return True
+        return self.rebuild and self._detected_otherwise(stored)
+
+    def _detected_otherwise(self, stored: PhotoState) -> bool:
+        """Whether a photo's faces were looked for with other settings than this run's (an
+        interrupted --rebuild resumes: what it already redid now has this run's settings)."""
+        if stored.status == STATUS_ERROR:
+            return False  # never decoded: settings do not matter (retry_errors is for these)
+        return self.detection is None or stored.detection != self.detection
+
+    def _note_other_settings(self, writer: IndexWriter) -> None:
+        if self.rebuild or self.detection is None:
+            return
+        other = sum(1 for state in writer.photos.values() if self._detected_otherwise(state))
+        if other:
+            self.report(
+                f"{other} photo(s) in the index were searched for faces with other settings "
+                f"than this run's ({self.detection}): they keep their faces; add --rebuild to "
+                "detect them again"
+            )
 
     # -- worker-thread stage ----------------------------------------------------------------
 
@@ -355,6 +377,7 @@ class Indexer:
             faces=faces,
             error=error,
             image_size=image.original_size if image is not None else None,
+            detection=self.detection,
         )
 
     def _say(self, stats: RunStats, line: str) -> None:
