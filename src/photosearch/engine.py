@@ -32,7 +32,7 @@ Result = TypeVar("Result")
 # (shrunk, or enlarged at most 2x): faces from 80/1400 = 5.7% of its longer side are found. The
 # CNN's work grows with pixels, so the cost per photo is about the same whatever its size: on a
 # CPU the detector is ~90% of indexing time and at the limit of the cores' arithmetic, and 1400
-# px takes ~0.77x the time of 1600 px (faces from 5%). Landmarks and descriptors still use the
+# px takes ~0.8x the time of 1600 px (faces from 5%). Landmarks and descriptors still use the
 # full working image (up to max_side), so a face found at the detection size is described at
 # full detail.
 DETECTION_SIDE = 1400
