@@ -255,17 +255,19 @@ def test_bad_files_are_recorded_and_the_run_goes_on(
     assert set(dict(IndexReader(index).errors())) == {"broken.jpg", "empty.png"}
 
 
-class FailingOnePhotoEngine(FaceEngine):
-    """The real CPU engine, except that it raises on one photo (as a GPU out of memory would)
-    and records which threads ran it."""
+class RecordingEngine(FaceEngine):
+    """The real CPU engine, recording the album keys of the photos it is given and the threads
+    it ran in; it raises on the photo `fail_on` (as a GPU out of memory would)."""
 
-    def __init__(self, fail_on: str, **options) -> None:
-        super().__init__(device="cpu", max_side=MAX_SIDE, **options)
+    def __init__(self, fail_on: str | None = None, workers: int = 1, **options) -> None:
+        super().__init__(device="cpu", max_side=MAX_SIDE, workers=workers, **options)
         self.fail_on = fail_on
+        self.seen: list[str] = []
         self.threads: set[str] = set()
 
     def faces_for_images(self, images):
         self.threads.add(threading.current_thread().name)
+        self.seen += [image.source for image in images]
         if any(image.source == self.fail_on for image in images):
             raise RuntimeError("out of memory\n(simulated)")
         return super().faces_for_images(images)
@@ -280,7 +282,7 @@ def test_parallel_engine_streams_photos_through_its_threads(
     (not recorded: retried next run) while the run goes on."""
     index = tmp_path / "index"
     (album / "broken.jpg").write_bytes(b"this is not an image at all\n")
-    engine = FailingOnePhotoEngine("group/two.jpg", workers=2)
+    engine = RecordingEngine("group/two.jpg", workers=2)
     messages: list[str] = []
     stats = Indexer(Album(album), index, engine, workers=2, report=messages.append).run()
     assert engine.threads and all(name.startswith("faces") for name in engine.threads)
@@ -316,15 +318,8 @@ def test_ctrl_c_keeps_what_finished_and_stops_the_rest(album, tmp_path, referenc
     """Interrupted, the run commits the photo it finished, lets the photos in flight end, and
     starts no other; the next run indexes the rest."""
     index = tmp_path / "index"
-    engine = FailingOnePhotoEngine(fail_on=None, workers=2)
-    seen: list[str] = []
-    engine_faces = engine.faces_for_images
-
-    def recording(images):
-        seen.extend(image.source for image in images)
-        return engine_faces(images)
-
-    engine.faces_for_images = recording
+    engine = RecordingEngine(workers=2)
+    seen = engine.seen
     with pytest.raises(KeyboardInterrupt):
         InterruptedIndexer(Album(album), index, engine, workers=2, batch_size=1).run()
     # The window holds 2 x 2 + 1 photos: at most 6 were ever handed out, of 8.
@@ -336,18 +331,6 @@ def test_ctrl_c_keeps_what_finished_and_stops_the_rest(album, tmp_path, referenc
     stats = Indexer(Album(album), index, engine, workers=2).run()
     assert stats.indexed == len(ALBUM) - 1 and stats.unchanged == 1
     assert_matches_reference(index, reference, {k: k for k in ALBUM})
-
-
-class RecordingEngine(FaceEngine):
-    """The real CPU engine, recording the album keys of the photos it is given."""
-
-    def __init__(self, **options) -> None:
-        super().__init__(device="cpu", max_side=MAX_SIDE, workers=1, **options)
-        self.seen: list[str] = []
-
-    def faces_for_images(self, images):
-        self.seen += [image.source for image in images]
-        return super().faces_for_images(images)
 
 
 def lfw_album(root: Path, shared_data: Path) -> Path:

@@ -28,6 +28,7 @@ from typing import Any
 from photosearch.album import Album, AlbumFile, canonical_location, fingerprint
 from photosearch.images import ImageLoadError, LoadedImage, load_image
 from photosearch.index_store import (
+    DECODED_STATUSES,
     STATUS_ERROR,
     IndexStorageError,
     IndexWriter,
@@ -201,7 +202,7 @@ class Indexer:
     def _detected_otherwise(self, stored: PhotoState) -> bool:
         """Whether a photo's faces were looked for with other settings than this run's (an
         interrupted --rebuild resumes: what it already redid now has this run's settings)."""
-        if stored.status == STATUS_ERROR:
+        if stored.status not in DECODED_STATUSES:
             return False  # never decoded: settings do not matter (retry_errors is for these)
         return self.detection is None or stored.detection != self.detection
 
