@@ -36,10 +36,10 @@ def main() -> None:
 
     import dlib
 
-    from photosearch.align import face_chips
-    from photosearch.engine import FaceEngine
-    from photosearch.images import LoadedImage
-    from photosearch.models.registry import model_path
+    from photosearch.faces.align import face_chips
+    from photosearch.faces.engine import FaceEngine
+    from photosearch.faces.images import LoadedImage
+    from photosearch.faces.models.registry import model_path
 
     paths = [p for p in shared_photos() if "no_face" not in str(p)]
     step = max(1, len(paths) // args.photos)

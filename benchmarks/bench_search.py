@@ -15,7 +15,7 @@ import time
 import numpy as np
 from common import machine_description
 
-from photosearch.search import FaceSet, search
+from photosearch.search.adaptive import FaceSet, search
 
 
 def best_of(function, repeat: int = 5) -> float:

@@ -93,8 +93,8 @@ def build(root: Path) -> TestAlbum:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(PHOTOS / source, target)
         (result.album / BROKEN_KEY).write_text("shopping list: milk, eggs\n")
-        from photosearch.engine import FaceEngine
-        from photosearch.indexer import index_album
+        from photosearch.faces.engine import FaceEngine
+        from photosearch.index.indexer import index_album
 
         # 1000 px: the largest working size that is never upsampled (see engine.py), the
         # cheapest real indexing of these photos; references still use the default engine.

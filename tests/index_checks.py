@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from photosearch.index_store import IndexReader, IndexSnapshot
+from photosearch.index.store import IndexReader, IndexSnapshot
 
 
 def assert_consistent(location) -> IndexSnapshot:

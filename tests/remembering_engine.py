@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 
+from photosearch.faces.base import EngineWrapper
+
 MAX_SIDE = 640  # small working photos: the cheapest real indexing of the test albums
 
 
-class RememberingEngine:
-    """The real engine; identical pixels are computed once (`computed` counts real work)."""
+class RememberingEngine(EngineWrapper):
+    """The real engine; identical pixels are computed once (`computed` counts real work).
+    Photos go one at a time (EngineWrapper): `seen` stays in order."""
 
     def __init__(self, max_side: int = MAX_SIDE) -> None:
-        from photosearch.engine import FaceEngine
+        from photosearch.faces.engine import FaceEngine
 
-        self.engine = FaceEngine(device="cpu", max_side=max_side)
-        self.model_id = self.engine.model_id
-        self.max_side = self.engine.max_side
+        super().__init__(FaceEngine(device="cpu", max_side=max_side))
         self.device = self.engine.device
         self.answers: dict[bytes, list] = {}
         self.computed = 0
@@ -33,9 +34,3 @@ class RememberingEngine:
             self.answers.update((k, faces) for (k, _), faces in zip(missing, found, strict=True))
             self.computed += len(missing)
         return [self.answers[k] for k in keys]
-
-    def faces(self, image):
-        return self.faces_for_images([image])[0]
-
-    def map_parallel(self, work, items):
-        return [work(item) for item in items]  # one at a time: `seen` stays in order

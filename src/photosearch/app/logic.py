@@ -41,22 +41,25 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image, ImageDraw
 
-from photosearch.album import Album, AlbumError, canonical_location
-from photosearch.images import ImageLoadError, LoadedImage, load_image
-from photosearch.index_store import IndexError_, IndexReader
-from photosearch.query import (
+from photosearch.faces.base import EngineWrapper, Face, FaceFinder
+from photosearch.faces.images import ImageLoadError, LoadedImage, load_image
+from photosearch.index.album import Album, AlbumError
+from photosearch.index.store import IndexReader, IndexStoreError
+from photosearch.search.match import Match
+from photosearch.search.query import (
     DEFAULT_THRESHOLD,
     IndexView,
-    Match,
+    ReferencePhotoError,
     SearchableIndex,
     find_matches,
 )
-from photosearch.results import UNREADABLE_LIST_NAME as UNREADABLE_LIST_NAME
-from photosearch.results import CopyReport as CopyReport
-from photosearch.results import copy_matches as copy_matches
-from photosearch.results import write_zip as write_zip
-from photosearch.results import zip_bytes as zip_bytes
-from photosearch.results import zip_name as zip_name
+from photosearch.search.results import UNREADABLE_LIST_NAME as UNREADABLE_LIST_NAME
+from photosearch.search.results import CopyReport as CopyReport
+from photosearch.search.results import copy_matches as copy_matches
+from photosearch.search.results import write_zip as write_zip
+from photosearch.search.results import zip_bytes as zip_bytes
+from photosearch.search.results import zip_name as zip_name
+from photosearch.storage import canonical_location
 
 # ----------------------------------------------------------------------------------------------
 # 1. Configuration and login
@@ -230,7 +233,7 @@ class AlbumStatus:
 
 def index_location_for(album: str, index: str | None = None) -> str:
     """The index to use: the one given, else the album's default index in the data dir."""
-    from photosearch.indexer import default_index_location
+    from photosearch.index.indexer import default_index_location
 
     return canonical_location(index) if index else default_index_location(album)
 
@@ -243,13 +246,13 @@ def album_of_index(index: str) -> str | None:
 
 def known_albums() -> list[tuple[str, str]]:
     """(album, index) of every index in this machine's data dir, for the album picker."""
-    from photosearch.indexer import known_indexes
+    from photosearch.index.indexer import known_indexes
 
     found = []
     for location in known_indexes():
         try:
             album = album_of_index(location)
-        except IndexError_:
+        except IndexStoreError:
             continue
         if album:
             found.append((album, location))
@@ -268,7 +271,7 @@ class Library:
         album: str,
         index: str | None = None,
         *,
-        engine_factory: Callable[[], Any] | None = None,
+        engine_factory: Callable[[], FaceFinder] | None = None,
     ) -> None:
         self.album = Album(album)
         self.index_location = index_location_for(self.album.location, index)
@@ -326,7 +329,7 @@ STRICTNESS_STEP = 0.01
 
 def default_strictness(index: SearchableIndex | None) -> float:
     """The calibrated margin for this album's size, rounded to the slider's step."""
-    from photosearch.calibration import default_threshold
+    from photosearch.search.calibration import default_threshold
 
     faces = len(index.descriptors) if index is not None else 0
     return round(default_threshold(faces), 2)
@@ -371,10 +374,6 @@ def threshold_words(threshold: float) -> str:
 FACE_THUMBNAIL_SIDE = 160
 
 
-class ReferenceError(ValueError):
-    """A reference photo that cannot be used; `str()` is a sentence for the user."""
-
-
 @dataclass
 class Reference:
     """A reference photo's faces; `chosen` is the one the user says is the person."""
@@ -397,13 +396,13 @@ class Reference:
 class ReferenceReader:
     """Finds the faces of uploaded reference photos with the same engine settings as the CLI."""
 
-    def __init__(self, engine_factory: Callable[[], Any] | None = None) -> None:
+    def __init__(self, engine_factory: Callable[[], FaceFinder] | None = None) -> None:
         self._engine_factory = engine_factory or _default_engine
-        self._engine: Any = None
+        self._engine: FaceFinder | None = None
         self._lock = threading.Lock()  # one photo at a time: the engine is shared by sessions
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> FaceFinder:
         if self._engine is None:
             self._engine = self._engine_factory()
         return self._engine
@@ -413,20 +412,25 @@ class ReferenceReader:
         return self.engine.model_id
 
     def read(self, data: bytes, name: str) -> Reference:
-        """The faces of one photo; raises ReferenceError with a clear sentence."""
-        from photosearch import query
+        """The faces of one photo; raises ReferencePhotoError whose `str()` is a sentence for
+        the user."""
+        from photosearch.search import query
 
         try:
             with self._lock:
                 found = query.read_reference(self.engine, data, name=name)
-        except query.ReferenceError as error:
+        except ReferencePhotoError as error:
             if error.kind == "unreadable":
-                raise ReferenceError(
+                raise ReferencePhotoError(
                     f"“{name}” can't be used: {error.reason}. "
-                    "Upload a photo (JPEG, PNG, WEBP or HEIC)."
+                    "Upload a photo (JPEG, PNG, WEBP or HEIC).",
+                    error.kind,
+                    error.reason,
                 ) from None
-            raise ReferenceError(
-                f"No face found in “{name}”. Try a photo where the face is clearly visible."
+            raise ReferencePhotoError(
+                f"No face found in “{name}”. Try a photo where the face is clearly visible.",
+                error.kind,
+                error.reason,
             ) from None
         return Reference(
             name=name,
@@ -437,8 +441,8 @@ class ReferenceReader:
         )
 
 
-def _default_engine() -> Any:
-    from photosearch.engine import FaceEngine
+def _default_engine() -> FaceFinder:
+    from photosearch.faces.engine import FaceEngine
 
     return FaceEngine()
 
@@ -515,7 +519,7 @@ class SearchSession:
                 continue
             try:
                 self.uploads[file.file_id] = reader.read(file.getvalue(), file.name)
-            except ReferenceError as error:
+            except ReferencePhotoError as error:
                 self.uploads[file.file_id] = str(error)
 
     @property
@@ -704,7 +708,7 @@ class ThumbnailCache:
 # ----------------------------------------------------------------------------------------------
 # 7. Acting on results
 
-# The zip and copy-to-folder live in photosearch.results (shared with the CLI).
+# The zip and copy-to-folder live in photosearch.search.results (shared with the CLI).
 
 
 # ----------------------------------------------------------------------------------------------
@@ -733,7 +737,7 @@ class PeopleStore:
 
     def __init__(self, root: str | Path | None = None) -> None:
         if root is None:
-            from photosearch.indexer import data_dir
+            from photosearch.index.indexer import data_dir
 
             root = data_dir() / "people"
         self.root = Path(root)
@@ -894,22 +898,15 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-class _CountingEngine:
-    """Passes photos to the real engine and counts them, for the progress bar."""
+class _CountingEngine(EngineWrapper):
+    """Passes photos to the real engine and counts them, for the progress bar (its settings,
+    detection included, are the real engine's: the index records them as the CLI does)."""
 
-    def __init__(self, engine: Any, on_photos: Callable[[int], None]) -> None:
-        self.engine = engine
+    def __init__(self, engine: FaceFinder, on_photos: Callable[[int], None]) -> None:
+        super().__init__(engine)
         self.on_photos = on_photos
 
-    @property
-    def model_id(self) -> str:
-        return self.engine.model_id
-
-    @property
-    def max_side(self) -> int | None:
-        return self.engine.max_side
-
-    def faces_for_images(self, images: Sequence[LoadedImage]) -> list:
+    def faces_for_images(self, images: Sequence[LoadedImage]) -> list[list[Face]]:
         found = self.engine.faces_for_images(images)
         self.on_photos(len(images))
         return found
@@ -927,7 +924,7 @@ class BackgroundIndexer:
         album: Album,
         index_location: str,
         *,
-        engine_factory: Callable[[], Any] | None = None,
+        engine_factory: Callable[[], FaceFinder] | None = None,
         view: IndexView | None = None,
         commit_photos: int = 50,
         commit_seconds: float = 10.0,
@@ -938,7 +935,7 @@ class BackgroundIndexer:
         self.view = view
         self.commit_photos = commit_photos
         self.commit_seconds = commit_seconds
-        self._engine: Any = None
+        self._engine: FaceFinder | None = None
         self._lock = threading.Lock()
         self._progress = IndexingProgress(IDLE)
         self._thread: threading.Thread | None = None
@@ -980,7 +977,7 @@ class BackgroundIndexer:
             self._progress = IndexingProgress(**{**progress.__dict__, "done": done})
 
     def _run(self) -> None:
-        from photosearch.indexer import Indexer
+        from photosearch.index.indexer import Indexer
 
         problems: list[str] = []
         try:
@@ -1060,7 +1057,7 @@ class BackgroundIndexer:
 
 
 def _indexing_failure(error: Exception) -> str:
-    from photosearch.index_store import IndexBusyError
+    from photosearch.index.store import IndexBusyError
 
     if isinstance(error, IndexBusyError):
         return "Another photosearch process is indexing this album right now; try again later."

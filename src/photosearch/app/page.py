@@ -12,9 +12,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from photosearch.album import AlbumError
 from photosearch.app import logic
-from photosearch.index_store import IndexError_
+from photosearch.index.album import AlbumError
+from photosearch.index.store import IndexStoreError
 
 st.set_page_config(page_title="Photosearch", page_icon=":material/photo_library:", layout="wide")
 
@@ -374,7 +374,7 @@ def main() -> None:
         album_picker(config.public)
         st.stop()
 
-    from photosearch.indexer import data_dir
+    from photosearch.index.indexer import data_dir
 
     library = get_library(album, index)
     reader = get_reader()
@@ -382,7 +382,7 @@ def main() -> None:
     session: logic.SearchSession = st.session_state.setdefault("search", logic.SearchSession())
     try:
         status = library.status()
-    except (IndexError_, AlbumError, OSError) as error:
+    except (IndexStoreError, AlbumError, OSError) as error:
         st.error(f"Cannot read the index at {library.index_location}: {error}")
         st.stop()
 

@@ -474,11 +474,11 @@ def index_command(
             )
     except clients.AwsError as exc:
         fail(str(exc))
-    except Exception as exc:  # album/index problems (AlbumError, IndexError_): one line
-        from photosearch.album import AlbumError
-        from photosearch.index_store import IndexError_
+    except Exception as exc:  # album/index problems (AlbumError, IndexStoreError): one line
+        from photosearch.index.album import AlbumError
+        from photosearch.index.store import IndexStoreError
 
-        if isinstance(exc, AlbumError | IndexError_ | ValueError):
+        if isinstance(exc, AlbumError | IndexStoreError | ValueError):
             fail(str(exc))
         raise
     if as_json:

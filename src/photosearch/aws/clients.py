@@ -1,37 +1,22 @@
-"""boto3 sessions and clients with retries, and AWS failures turned into one-line messages."""
+"""boto3 sessions and clients with retries, and AWS failures turned into one-line messages.
+
+The wording of botocore's failures lives in `photosearch.storage.s3`, shared with S3 storage.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
-import botocore.session
 from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
-# Total attempts (first try included) when neither AWS_MAX_ATTEMPTS nor the AWS config file set
-# it: enough to ride out S3 throttling (503 SlowDown) and short 5xx bursts.
-DEFAULT_MAX_ATTEMPTS = 8
+from photosearch.storage.s3 import CREDENTIALS_HINT, DEFAULT_MAX_ATTEMPTS, failure_reason
 
-CREDENTIALS_HINT = (
-    "set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run `aws configure` / "
-    "`aws sso login`"
-)
+__all__ = ["AwsError", "explained", "make_client", "make_session"]
 
 
 class AwsError(Exception):
@@ -69,48 +54,6 @@ def make_client(
     return session.client(service, config=config)
 
 
-def error_code(exc: ClientError) -> str:
-    return exc.response.get("Error", {}).get("Code", "")
-
-
-def error_message(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return error.get("Message") or error.get("Code") or str(exc)
-
-
-ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException", "403"})
-
-
-def failure_reason(exc: BaseException) -> str | None:
-    """The one-line reason for a botocore failure, with what to do where known; None for
-    anything that is not a botocore failure."""
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return f"no usable AWS credentials ({exc}); {CREDENTIALS_HINT}"
-    if isinstance(exc, NoRegionError):
-        return "no AWS region: pass --region or set AWS_REGION"
-    if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
-        endpoint = getattr(exc, "kwargs", {}).get("endpoint_url", "the AWS endpoint")
-        parts = urlsplit(endpoint)
-        if parts.scheme and parts.netloc:  # the server, not the request's path and query
-            endpoint = f"{parts.scheme}://{parts.netloc}"
-        return f"cannot reach {endpoint} (network down, wrong region or AWS_ENDPOINT_URL?)"
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        if code in {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}:
-            return "AWS credentials expired; refresh them"
-        if code in {"InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-            return f"AWS rejected the credentials ({code})"
-        if code in ACCESS_DENIED_CODES:
-            return f"access denied ({error_message(exc)})"
-        return f"{code}: {error_message(exc)}"
-    if isinstance(exc, ResponseParserError):
-        # Not AWS's XML/JSON: a proxy's error page, or a broken local emulator.
-        return "the endpoint's answer could not be read (not AWS?)"
-    if isinstance(exc, BotoCoreError):
-        return str(exc)
-    return None
-
-
 @contextmanager
 def explained(action: str) -> Iterator[None]:
     """Re-raise botocore failures during `action` as AwsError with a one-line message."""
@@ -120,82 +63,3 @@ def explained(action: str) -> Iterator[None]:
         raise
     except (BotoCoreError, ClientError, ResponseParserError) as exc:
         raise AwsError(f"{action}: {failure_reason(exc)}") from exc
-
-
-# ----------------------------------------------------------------------------------------------
-# S3 through s3fs (albums and indexes at s3:// URLs)
-
-
-def s3fs_options() -> dict[str, Any]:
-    """Options for s3fs.S3FileSystem: the one place S3 storage is configured.
-
-    Credentials, profile, region and endpoint stay botocore's own resolution (s3fs builds its
-    client with aiobotocore, which reads AWS_PROFILE, AWS_ACCESS_KEY_ID..., AWS_REGION /
-    AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL and the config files). Set here
-    is only what s3fs would otherwise leave weaker: botocore retries with backoff on throttling,
-    5xx and connection errors (AWS_RETRY_MODE and AWS_MAX_ATTEMPTS when set, else "adaptive"
-    with DEFAULT_MAX_ATTEMPTS), the same timeouts as our boto3 clients, and no listing cache:
-    an album or index is listed as it is now, also in a long-running process.
-    """
-    mode, attempts = "adaptive", DEFAULT_MAX_ATTEMPTS
-    try:
-        session = botocore.session.Session()
-        # Only a mode the user chose (botocore's own default is "legacy"): env, then profile.
-        chosen = os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode")
-        mode = chosen or mode
-        attempts = int(session.get_config_variable("max_attempts") or attempts)
-    except (BotoCoreError, ValueError):
-        pass  # e.g. an unknown AWS_PROFILE: the first request reports it, in one line
-    return {
-        "use_listings_cache": False,
-        "config_kwargs": {
-            "retries": {"mode": mode, "total_max_attempts": attempts},
-            "connect_timeout": 10,
-            "read_timeout": 60,
-        },
-    }
-
-
-def describe_s3_failure(exc: BaseException, url: str) -> str | None:
-    """One line for a failed S3 request on `url` (``s3://bucket/prefix``) made through s3fs.
-
-    s3fs raises botocore's own errors (credentials, network) or turns S3 error responses into
-    OSError subclasses with the botocore error as their cause; both are read here. None when
-    `exc` is not an AWS failure, or is a plain missing object (NoSuchKey), whose meaning the
-    caller knows ("no index yet", "photo deleted since listing").
-    """
-    bucket = url.split("://", 1)[-1].split("/", 1)[0]
-    cause = _botocore_error_in(exc)
-    if cause is None:
-        if isinstance(exc, PermissionError):
-            return f"access denied to {url} ({exc})"
-        return None
-    if isinstance(cause, ProfileNotFound):
-        return f"{url}: AWS profile '{cause.kwargs.get('profile')}' not found (check AWS_PROFILE)"
-    if isinstance(cause, ClientError):
-        code = error_code(cause)
-        if code == "NoSuchBucket":
-            return (
-                f"bucket '{bucket}' does not exist ({url}; check the bucket name, "
-                "AWS_PROFILE and AWS_ENDPOINT_URL)"
-            )
-        if code in {"NoSuchKey", "404", "NotFound"}:
-            return None
-        if code in ACCESS_DENIED_CODES:
-            return (
-                f"access denied to {url} ({error_message(cause)}): the AWS identity in use "
-                f"lacks this permission on bucket '{bucket}'"
-            )
-    return f"{url}: {failure_reason(cause)}"
-
-
-def _botocore_error_in(exc: BaseException) -> BaseException | None:
-    """`exc` itself or the botocore error it was translated from (s3fs, pyarrow wrap them)."""
-    seen = 0
-    current: BaseException | None = exc
-    while current is not None and seen < 8:
-        if isinstance(current, BotoCoreError | ClientError | ResponseParserError):
-            return current
-        current = current.__cause__ or current.__context__
-        seen += 1
-    return None

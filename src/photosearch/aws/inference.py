@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 
-from photosearch import query
-from photosearch.query import SearchableIndex
+from photosearch.faces.base import FaceFinder
+from photosearch.search import query
+from photosearch.search.query import SearchableIndex
 
 INDEX_ENV = "PHOTOSEARCH_INDEX"
 RECHECK_ENV = "PHOTOSEARCH_INDEX_RECHECK_SECONDS"
@@ -94,7 +95,7 @@ def _env_number(name: str, default: float) -> float:
 # The index, reloaded when its manifest changes
 
 
-# The handler searches the same arrays as the CLI and the app (photosearch.query).
+# The handler searches the same arrays as the CLI and the app (photosearch.search.query).
 LoadedIndex = SearchableIndex
 
 
@@ -192,7 +193,7 @@ class IndexCache:
             return self._loaded
 
     def _reload(self, loaded: LoadedIndex | None) -> LoadedIndex:
-        from photosearch.index_store import IndexReader, Manifest
+        from photosearch.index.store import IndexReader, Manifest
 
         if self._mirror is not None:
             raw = self._mirror.manifest_bytes()
@@ -390,7 +391,7 @@ def find_matches(
     exclude: Collection[tuple[str, int]] = (),
 ) -> list[dict[str, Any]]:
     """Every photo with a face under `threshold` for the references, best first, as dicts:
-    exactly what a local search returns (photosearch.query.find_matches)."""
+    exactly what a local search returns (photosearch.search.query.find_matches)."""
     return [
         match.to_json()
         for match in query.find_matches(references, index, threshold=threshold, exclude=exclude)
@@ -404,11 +405,11 @@ class SearchModel:
         self,
         index_location: str,
         *,
-        engine: Any = None,
+        engine: FaceFinder | None = None,
         recheck_seconds: float | None = None,
     ) -> None:
         if engine is None:
-            from photosearch.engine import FaceEngine
+            from photosearch.faces.engine import FaceEngine
 
             engine = FaceEngine()
         self.engine = engine
@@ -432,7 +433,7 @@ class SearchModel:
             try:
                 with self._engine_lock:
                     reference = query.read_reference(self.engine, data, name=label, face=wanted)
-            except query.ReferenceError as exc:
+            except query.ReferencePhotoError as exc:
                 if exc.kind == "unreadable":
                     raise RequestError(
                         400,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import photosearch
-from photosearch.models import registry
+from photosearch.faces.models import registry
 
 PACKAGE_FORMAT = "photosearch-sagemaker-package"
 PACKAGE_FORMAT_VERSION = 1
@@ -122,8 +122,8 @@ def container_requirements() -> list[str]:
 
 def _parsers() -> list[tuple[str, Callable[[bytes], dict], int]]:
     """(model key, parser, parser version) of each model, as its module loads it."""
-    from photosearch import detector, landmarks
-    from photosearch.models import resnet_parse
+    from photosearch.faces import detector, landmarks
+    from photosearch.faces.models import resnet_parse
 
     return [
         ("detector", detector.parse_detector, detector.PARSER_VERSION),
@@ -208,7 +208,7 @@ def _write_archive(staging: Path, output: Path, compresslevel: int) -> None:
 
 def build_package(output: Path, *, compresslevel: int = 6) -> PackageInfo:
     """Build model.tar.gz at `output` (parent folders created) and describe it."""
-    from photosearch.engine import FaceEngine
+    from photosearch.faces.engine import FaceEngine
 
     model_id = FaceEngine(device="cpu").model_id  # the default engine: what the index uses
     output = Path(output)
@@ -287,7 +287,8 @@ def upload_package(s3: Any, package: PackageInfo, bucket: str) -> UploadedPackag
     """Put the archive at its versioned key unless the identical archive is there already."""
     from botocore.exceptions import ClientError
 
-    from photosearch.aws.clients import error_code, explained
+    from photosearch.aws.clients import explained
+    from photosearch.storage.s3 import error_code
 
     key = package.s3_key()
     uri = f"s3://{bucket}/{key}"

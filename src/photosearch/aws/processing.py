@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from photosearch.engine import DETECTION_SIDE
+from photosearch.faces.engine import DETECTION_SIDE, FaceEngine
 
 OPT_ML = "/opt/ml"
 ALBUM_INPUT = "processing/input/album"
@@ -178,9 +178,9 @@ def plan_job(
 ) -> PlannedJob:
     """List the album and keep what the index lacks: new photos, changed ones (size or listing
     stamp differ), and with `retry_errors` the unreadable ones too."""
-    from photosearch.album import Album, canonical_location
-    from photosearch.engine import FaceEngine
-    from photosearch.index_store import STATUS_ERROR, IndexReader
+    from photosearch.index.album import Album
+    from photosearch.index.store import STATUS_ERROR, IndexReader
+    from photosearch.storage import canonical_location
 
     album = Album(album_location)
     files = album.files()
@@ -235,7 +235,7 @@ def plan_job(
 
 def write_job_inputs(plan: JobPlan, layout: JobLayout) -> None:
     """plan.json and the album manifest file, where the job's inputs point."""
-    from photosearch.album import open_filesystem
+    from photosearch.storage import open_filesystem
 
     fs, _ = open_filesystem(layout.root)
     for uri, payload in (
@@ -270,7 +270,7 @@ class ShardAlbum:
         self._visible = count
 
     def files(self):
-        from photosearch.album import AlbumFile
+        from photosearch.index.album import AlbumFile
 
         return [
             AlbumFile(key=key, size=self._plan.photos[key][0], stamp=self._plan.photos[key][1])
@@ -357,16 +357,15 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
 def run_instance(
     opt_ml: Path | str = OPT_ML,
     *,
-    engine: Any = None,
+    engine: FaceEngine | None = None,
     device: str = "auto",
     workers: int | None = None,
     batch_size: int | None = None,
     report: Report = _print,
 ) -> InstanceResult:
     """Index the photos this instance received; write its part and summary. Raises on failure."""
-    from photosearch.engine import FaceEngine
-    from photosearch.index_store import IndexWriter
-    from photosearch.indexer import DEFAULT_BATCH_SIZE, Indexer
+    from photosearch.index.indexer import DEFAULT_BATCH_SIZE, Indexer
+    from photosearch.index.store import IndexWriter
 
     started = time.monotonic()
     opt_ml = Path(opt_ml)
@@ -387,7 +386,7 @@ def run_instance(
             mirror=plan.mirror,
             detection_side=plan.detection_side,
         )
-    running = {name: getattr(engine, name, None) for name in PLANNED_ENGINE_SETTINGS}
+    running = {name: getattr(engine, name) for name in PLANNED_ENGINE_SETTINGS}
     planned = {name: getattr(plan, name) for name in PLANNED_ENGINE_SETTINGS}
     if running != planned:
         raise RuntimeError(
@@ -450,7 +449,7 @@ def _export_part(index_dir: Path, model_id: str, plan: JobPlan, target: Path, wr
     """The instance's records as one Parquet file (the local index compacted to one shard)."""
     import pyarrow.parquet as pq
 
-    from photosearch.index_store import SCHEMA
+    from photosearch.index.store import SCHEMA
 
     if not (index_dir / "manifest.json").is_file():  # nothing was committed: no photos
         pq.write_table(SCHEMA.empty_table(), target)
@@ -486,7 +485,9 @@ def write_exit_message(opt_ml: Path, message: str) -> None:
         pass  # nothing better to do: the traceback is in the logs
 
 
-def main(argv: list[str] | None = None, *, engine: Any = None, report: Report = _print) -> int:
+def main(
+    argv: list[str] | None = None, *, engine: FaceEngine | None = None, report: Report = _print
+) -> int:
     """The container's entry point: exit status 0, or 1 with /opt/ml/output/message written."""
     arguments = parse_arguments(argv)
     opt_ml = Path(arguments.opt_ml)
@@ -554,8 +555,8 @@ def read_parts(results_location: str) -> tuple[list[Any], list[dict[str, Any]]]:
     """(Parquet tables, instance summaries) under a job's shards output."""
     import pyarrow.parquet as pq
 
-    from photosearch.album import open_filesystem
-    from photosearch.index_store import SCHEMA
+    from photosearch.index.store import SCHEMA
+    from photosearch.storage import open_filesystem
 
     fs, root = open_filesystem(results_location)
     try:
@@ -585,7 +586,7 @@ def merge_results(
     A record is taken only if its photo is planned and still has the planned size and stamp;
     planned photos without a record are listed in `missing` (the next run plans them again).
     """
-    from photosearch.index_store import STATUS_ERROR, STATUS_FACES, IndexWriter
+    from photosearch.index.store import STATUS_ERROR, STATUS_FACES, IndexWriter
 
     stats = MergeStats()
     tables, stats.instances = read_parts(results_location)
@@ -623,7 +624,7 @@ def merge_results(
 
 def read_progress(progress_location: str) -> tuple[int, int]:
     """(photos done, photos in total) over the instances that reported so far."""
-    from photosearch.album import open_filesystem
+    from photosearch.storage import open_filesystem
 
     fs, root = open_filesystem(progress_location)
     done = total = 0
@@ -643,7 +644,7 @@ def read_progress(progress_location: str) -> tuple[int, int]:
 
 def remove_job_files(layout: JobLayout) -> None:
     """Delete a merged job's inputs and outputs (best effort)."""
-    from photosearch.album import open_filesystem
+    from photosearch.storage import open_filesystem
 
     fs, root = open_filesystem(layout.root)
     with contextlib.suppress(FileNotFoundError, OSError):

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
-from photosearch.aws.clients import AwsError, error_code, error_message, explained
+from photosearch.aws.clients import AwsError, explained
 from photosearch.aws.processing import (
     ALBUM_INPUT,
     PACKAGE_INPUT,
@@ -33,6 +33,7 @@ from photosearch.aws.processing import (
     SHARDS_OUTPUT,
     JobLayout,
 )
+from photosearch.storage.s3 import error_code, error_message
 
 # AWS Deep Learning Containers: PyTorch inference images (they also serve as the processing
 # image: torch + CUDA, Python, pip). Override with --image-uri.
@@ -889,14 +890,17 @@ def run_index_job(
     and photos gone from the album are dropped. Raises AwsError when the job fails.
     """
     from photosearch.aws import processing
-    from photosearch.engine import DEFAULT_MAX_SIDE
+    from photosearch.faces.engine import resolve_max_side
 
     started = time.monotonic()
     album_url = require_s3_url(album_url, "the album")
     index_url = require_s3_url(index_url, "the index")
-    side = DEFAULT_MAX_SIDE if max_side is None else (max_side or None)
     planned = processing.plan_job(
-        album_url, index_url, job_name, max_side=side, retry_errors=retry_errors
+        album_url,
+        index_url,
+        job_name,
+        max_side=resolve_max_side(max_side),
+        retry_errors=retry_errors,
     )
     plan = planned.plan
     run = IndexRun(

@@ -15,7 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from photosearch.aws.clients import AwsError, error_code, error_message, explained
+from photosearch.aws.clients import AwsError, explained
+from photosearch.storage.s3 import error_code, error_message
 
 DEFAULT_NAME_PREFIX = "photosearch"
 # The template lives in the repository (infra/), next to src/.

@@ -20,7 +20,8 @@ from typing import Any
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from photosearch.aws.clients import AwsError, error_code, error_message, explained
+from photosearch.aws.clients import AwsError, explained
+from photosearch.storage.s3 import error_code, error_message
 
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
