@@ -18,6 +18,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+__all__ = ["RateColumn", "progress_bar"]
+
 
 class RateColumn(ProgressColumn):
     """Items per second, e.g. '12.3 photos/s'."""

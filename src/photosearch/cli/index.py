@@ -1,6 +1,6 @@
 """`photosearch index` and `photosearch info`: build and inspect an album's face index.
 
-The commands are registered on the main group in cli.py; `python -m photosearch.cli.index`
+The commands are registered on the main group in cli/main.py; `python -m photosearch.cli.index`
 also runs them on their own.
 """
 
@@ -11,12 +11,16 @@ import sys
 
 import click
 
-from photosearch.faces.engine import DEFAULT_MAX_SIDE, DETECTION_SIDE
+from photosearch.cli.options import (
+    detection_side_option,
+    device_option,
+    max_side_option,
+    say,
+    say_error,
+)
 from photosearch.index.indexer import DEFAULT_COMMIT_PHOTOS, DEFAULT_COMMIT_SECONDS
 
-
-def _echo_err(line: str) -> None:
-    click.echo(line, err=True)
+__all__ = ["index", "info", "main"]
 
 
 @click.command()
@@ -28,34 +32,14 @@ def _echo_err(line: str) -> None:
     help="Where the index lives: a folder or an fsspec URL such as s3://bucket/index "
     "[default: the user data dir, one index per album].",
 )
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="Where the networks run: cpu, cuda (or cuda:N), or auto (cuda when available).",
-)
+@device_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
     help="Threads reading and decoding photos while the networks run [default: CPU count, 2-8].",
 )
-@click.option(
-    "--max-side",
-    type=click.IntRange(min=0),
-    default=DEFAULT_MAX_SIDE,
-    show_default=True,
-    help="Shrink larger photos to this longer side before detection (0: full size).",
-)
-@click.option(
-    "--detection-side",
-    type=click.IntRange(min=200),
-    default=DETECTION_SIDE,
-    show_default=True,
-    help="Faces are looked for in each photo over 800 px resized to this longer side (at "
-    "most doubled): faces down to 80/SIDE of the photo's longer side are found (1400: 5.7%; "
-    "photos up to 800 px are doubled: faces from 40 px). Larger finds smaller faces in crowd "
-    "photos at about (SIDE/1400)^2 the time.",
-)
+@max_side_option
+@detection_side_option
 @click.option(
     "--commit-every",
     type=click.IntRange(min=1),
@@ -103,8 +87,8 @@ def index(
     location = index_location or default_index_location(source.location)
     engine = FaceEngine(device=device, max_side=max_side, detection_side=detection_side)
     if not quiet:
-        _echo_err(f"indexing {source.location}")
-        _echo_err(f"index    {location}  (device {engine.device})")
+        say(f"indexing {source.location}")
+        say(f"index    {location}  (device {engine.device})")
     indexer = Indexer(
         source,
         location,
@@ -113,7 +97,7 @@ def index(
         commit_photos=commit_every,
         retry_errors=retry_errors,
         rebuild=rebuild,
-        report=_echo_err,
+        report=say,
         show_progress=not quiet,
     )
     try:
@@ -179,7 +163,7 @@ def info(album, index_location, as_json):
             photos = reader.photos(manifest)
             errors = reader.errors(manifest)
         except IndexStoreError as exc:
-            _echo_err(f"error: {exc}")
+            say_error(str(exc))
             failed = True
             continue
         stats = manifest.stats

@@ -10,14 +10,10 @@ from pathlib import Path
 
 import click
 
+from photosearch.cli.options import device_option, fail, say_error
 from photosearch.search.query import DEFAULT_THRESHOLD
 
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
+__all__ = ["search"]
 
 
 def resolve_index(index: str | None, album: str | None) -> str:
@@ -38,7 +34,6 @@ def resolve_index(index: str | None, album: str | None) -> str:
         "several indexes on this machine: choose one with --album or --index "
         f"(known: {', '.join(known)})"
     )
-    raise AssertionError  # unreachable
 
 
 def read_queries(path: Path) -> OrderedDict[str, list[str]]:
@@ -115,7 +110,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
     metavar="NAME",
     help="Search through a deployed SageMaker endpoint instead of a local index.",
 )
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
+@device_option
 def search(
     references,
     index_location,
@@ -175,7 +170,7 @@ def search(
             for query_id, query_paths in chunk:
                 descriptors, problems = collect(next(found) for _ in query_paths)
                 for problem in problems:
-                    click.echo(f"error: {problem}", err=True)
+                    say_error(problem)
                 matches = search_matches(index, descriptors, threshold, strictness, excluded)
                 click.echo(
                     json.dumps(
@@ -190,7 +185,7 @@ def search(
 
     descriptors, problems = reference_descriptors(engine, [str(p) for p in references], face)
     for problem in problems:
-        click.echo(f"error: {problem}", err=True)
+        say_error(problem)
     if not descriptors:
         fail("no usable reference face")
     matches = search_matches(index, descriptors, threshold, strictness, excluded)
@@ -321,7 +316,7 @@ def copy_results(index, matches, destination: Path) -> None:
         err=True,
     )
     for problem in report.failed:
-        click.echo(f"error: {problem}", err=True)
+        say_error(problem)
 
 
 def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv) -> None:

@@ -15,6 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Pair",
+    "VerificationReport",
+    "best_threshold",
+    "central_descriptor",
+    "evaluate_pairs",
+    "fold_ids",
+    "lfw_image_name",
+    "read_pairs",
+    "verification_report",
+]
+
 DEFAULT_THRESHOLD = 0.6  # dlib's trained same-person distance
 
 

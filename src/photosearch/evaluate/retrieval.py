@@ -25,6 +25,30 @@ import numpy as np
 from photosearch.search.adaptive import FaceSet, exact_distances, search
 from photosearch.search.match import Match
 
+__all__ = [
+    "AlbumFaces",
+    "Describe",
+    "FaceLike",
+    "Query",
+    "RetrievalReport",
+    "Searcher",
+    "album_from_faces",
+    "best_fixed_threshold",
+    "default_searcher",
+    "describe_lfw_album",
+    "describe_shared_photos",
+    "fixed_threshold_searcher",
+    "identity_half",
+    "lfw_first_photo_references",
+    "lfw_queries",
+    "lfw_retrieval_reports",
+    "run_queries",
+    "score_query",
+    "shared_photo_labels",
+    "shared_photo_queries",
+    "shared_photos_reports",
+]
+
 
 class FaceLike(Protocol):
     box: tuple[int, int, int, int]

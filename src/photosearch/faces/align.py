@@ -26,6 +26,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = [
+    "CHIP_PADDING",
+    "CHIP_SIZE",
+    "TEMPLATE5",
+    "Affine",
+    "ChipDetails",
+    "Point2",
+    "extract_image_chip",
+    "face_chip",
+    "face_chip_details",
+    "face_chips",
+    "fit_similarity",
+    "pyramid_down2",
+]
+
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25
 

@@ -32,6 +32,17 @@ from photosearch.faces.models.resnet_parse import (
     parse_descriptor_model,
 )
 
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "MATCH_THRESHOLD",
+    "DescriptorNet",
+    "FaceDescriptor",
+    "ResidualBlock",
+    "full_float32",
+    "load_descriptor_arrays",
+    "zero_pad_add",
+]
+
 DEFAULT_BATCH_SIZE = 32
 MATCH_THRESHOLD = 0.6  # the Euclidean distance dlib trained this model for
 

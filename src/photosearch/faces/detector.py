@@ -38,6 +38,20 @@ from photosearch.faces.pyramid import (
     tiled_pyramid_to_image,
 )
 
+__all__ = [
+    "DEFAULT_PYRAMID_OUTER_PADDING",
+    "DEFAULT_PYRAMID_PADDING",
+    "EXPECTED_CONVS",
+    "MAX_PIXELS",
+    "PARSER_VERSION",
+    "PYRAMID_RATE_N",
+    "Detection",
+    "FaceDetector",
+    "MmodNet",
+    "non_max_suppression",
+    "parse_detector",
+]
+
 PARSER_VERSION = 1
 MAX_PIXELS = 50_000_000  # per image, after upsampling
 

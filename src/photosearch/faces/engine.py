@@ -21,6 +21,16 @@ from photosearch.faces.memory import keep_freed_memory
 from photosearch.faces.models.registry import MODEL_ID
 from photosearch.faces.threads import one_torch_thread_each, torch_threads
 
+__all__ = [
+    "DEFAULT_MAX_SIDE",
+    "DETECTION_SIDE",
+    "MAX_DETECTION_SCALE",
+    "SMALL_PHOTO_SIDE",
+    "FaceEngine",
+    "resolve_device",
+    "resolve_max_side",
+]
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 

@@ -35,6 +35,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, features
 
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "LoadedImage", "load_image", "resize_pixels"]
+
 # Pillow's own hard limit with its default settings (2 x Image.MAX_IMAGE_PIXELS): about
 # 179 megapixels, enough for 108 MP phone photos and medium-format cameras.
 DEFAULT_MAX_PIXELS = 2 * (1024 * 1024 * 1024 // 4 // 3)

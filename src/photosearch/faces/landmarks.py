@@ -23,6 +23,8 @@ import numpy as np
 from photosearch.faces.models.dlib_format import DlibFormatError, DlibReader
 from photosearch.faces.models.registry import load_parsed
 
+__all__ = ["PARSER_VERSION", "Box", "ShapePredictor", "parse_shape_predictor"]
+
 # Bump whenever parse_shape_predictor's output changes (it keys the parsed-model cache).
 PARSER_VERSION = 1
 

@@ -14,6 +14,8 @@ import ctypes.util
 import sys
 import threading
 
+__all__ = ["keep_freed_memory"]
+
 # mallopt parameters, from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4

@@ -17,6 +17,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = [
+    "Rect",
+    "TiledPyramid",
+    "build_tiled_pyramid",
+    "nearest_rect",
+    "pyramid_down_size",
+    "pyramid_up",
+    "pyramid_up_size",
+    "rect_down_2",
+    "resize_bilinear",
+    "round_half_away",
+    "tiled_pyramid_layout",
+    "tiled_pyramid_to_image",
+]
+
 Rect = tuple[int, int, int, int]  # left, top, right, bottom, inclusive (dlib::rectangle)
 
 

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+__all__ = ["one_torch_thread_each", "torch_threads"]
+
 _torch_threads_lock = threading.Lock()
 _torch_threads_users = 0
 _torch_threads_before = 0

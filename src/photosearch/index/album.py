@@ -21,6 +21,16 @@ from typing import Any
 
 from photosearch.storage import canonical_location, is_local, open_filesystem, storage_failure
 
+__all__ = [
+    "FINGERPRINT_ALGORITHM",
+    "IMAGE_EXTENSIONS",
+    "Album",
+    "AlbumError",
+    "AlbumFile",
+    "fingerprint",
+    "is_image_name",
+]
+
 IMAGE_EXTENSIONS = frozenset(
     {
         ".jpg",

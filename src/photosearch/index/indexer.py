@@ -37,6 +37,19 @@ from photosearch.index.store import (
 )
 from photosearch.storage import canonical_location
 
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_COMMIT_PHOTOS",
+    "DEFAULT_COMMIT_SECONDS",
+    "Indexer",
+    "RunStats",
+    "data_dir",
+    "default_index_location",
+    "default_workers",
+    "index_album",
+    "known_indexes",
+]
+
 DEFAULT_COMMIT_PHOTOS = 500
 DEFAULT_COMMIT_SECONDS = 30.0
 DEFAULT_BATCH_SIZE = 8

@@ -30,6 +30,16 @@ import numpy as np
 from photosearch.search import calibration as cal
 from photosearch.search.match import Match
 
+__all__ = [
+    "DESCRIPTOR_SIZE",
+    "FaceId",
+    "FaceSet",
+    "candidates_within",
+    "exact_distances",
+    "search",
+    "search_arrays",
+]
+
 DESCRIPTOR_SIZE = 128
 # Rows per chunk of the float32 pass: (chunk x R) temporaries stay in cache.
 _CHUNK = 65536

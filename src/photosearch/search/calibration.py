@@ -10,6 +10,25 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "BEST_ALLOWANCE",
+    "BEST_TIE",
+    "CROWD_FLOOR",
+    "CROWD_QUANTILE",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_THRESHOLD_FACES",
+    "DEFAULT_THRESHOLD_RANGE",
+    "EXPANSION_LEASH",
+    "EXPANSION_REFERENCES",
+    "EXPANSION_STRICTER",
+    "PRIOR_EDGE",
+    "PRIOR_WEIGHT",
+    "SAME_FACE_DISTANCE",
+    "STATS_SAMPLE",
+    "THRESHOLD_PER_DECADE",
+    "default_threshold",
+]
+
 # --- The stranger crowd -------------------------------------------------------------------------
 # For each reference face we look at its distances to (a sample of) the album: nearly all album
 # faces are strangers, so the low end of that distribution tells where strangers start for this

@@ -21,6 +21,17 @@ from photosearch.faces.images import ImageLoadError, LoadedImage, load_image
 from photosearch.index.store import IndexReader, IndexSnapshot
 from photosearch.search.match import Match
 
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "IndexView",
+    "ReferenceFaces",
+    "ReferencePhotoError",
+    "SearchableIndex",
+    "engine_for_index",
+    "find_matches",
+    "read_reference",
+]
+
 _BOX_COLUMNS = ("left", "top", "right", "bottom")
 DEFAULT_THRESHOLD = 0.6
 

@@ -17,6 +17,15 @@ from typing import BinaryIO
 from photosearch.index.album import Album
 from photosearch.search.match import Match
 
+__all__ = [
+    "UNREADABLE_LIST_NAME",
+    "CopyReport",
+    "copy_matches",
+    "write_zip",
+    "zip_bytes",
+    "zip_name",
+]
+
 UNREADABLE_LIST_NAME = "could-not-read.txt"
 
 

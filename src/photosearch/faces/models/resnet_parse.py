@@ -24,6 +24,16 @@ import numpy as np
 
 from photosearch.faces.models.dlib_format import DlibFormatError, DlibReader
 
+__all__ = [
+    "CHIP_SIZE",
+    "DESCRIPTOR_DIM",
+    "PARSER_VERSION",
+    "RESIDUAL_BLOCKS",
+    "STEM_CHANNELS",
+    "network_layers",
+    "parse_descriptor_model",
+]
+
 # Bump whenever the output of parse_descriptor_model changes (it keys the parsed-model cache).
 PARSER_VERSION = 1
 

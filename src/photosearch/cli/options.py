@@ -1,0 +1,104 @@
+"""What the commands share: option declarations (declared once, with one help text) and the
+way they report problems on stderr.
+
+Exit statuses: `fail` ends a command with status 2 (unusable input or settings); a command that
+went on past failed photos or files exits 1 itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+import click
+
+from photosearch.faces.engine import DEFAULT_MAX_SIDE, DETECTION_SIDE
+
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "detection_side_option",
+    "device_option",
+    "fail",
+    "max_side_option",
+    "parse_upsample",
+    "say",
+    "say_error",
+    "upsample_option",
+]
+
+EXIT_BAD_INPUT = 2
+Command = TypeVar("Command", bound=Callable)
+
+
+def say(line: str) -> None:
+    """A line for the person at the terminal (progress, problems), on stderr."""
+    click.echo(line, err=True)
+
+
+def say_error(message: str) -> None:
+    """One failed item, and the command goes on."""
+    say(f"error: {message}")
+
+
+def fail(message: str) -> NoReturn:
+    """The command cannot go on: one line, exit status 2."""
+    say_error(message)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def device_option(function: Command) -> Command:
+    return click.option(
+        "--device",
+        default="auto",
+        show_default=True,
+        help="Where the networks run: cpu, cuda (or cuda:N), or auto (cuda when available).",
+    )(function)
+
+
+def max_side_option(function: Command) -> Command:
+    # 0 is full size; FaceEngine (faces/engine.py) owns that rule.
+    return click.option(
+        "--max-side",
+        type=click.IntRange(min=0),
+        default=DEFAULT_MAX_SIDE,
+        show_default=True,
+        help="Shrink larger photos to this longer side before detection (0: full size). "
+        "Coordinates are always reported in original pixels.",
+    )(function)
+
+
+def detection_side_option(function: Command) -> Command:
+    return click.option(
+        "--detection-side",
+        type=click.IntRange(min=200),
+        default=DETECTION_SIDE,
+        show_default=True,
+        help="Faces are looked for in each photo over 800 px resized to this longer side (at "
+        "most doubled): faces down to 80/SIDE of the photo's longer side are found (1400: "
+        "5.7%; photos up to 800 px are doubled: faces from 40 px). Larger finds smaller faces "
+        "in crowd photos at about (SIDE/1400)^2 the time.",
+    )(function)
+
+
+def upsample_option(function: Command) -> Command:
+    return click.option(
+        "--upsample",
+        default="auto",
+        show_default=True,
+        help="Times to double the image before detection, as dlib does (faces from 80 px, "
+        "halved per doubling), or 'auto': photos up to 800 px doubled (faces from 40 px), "
+        "larger ones detected at 1400 px on the longer side (faces from 5.7% of the photo).",
+    )(function)
+
+
+def parse_upsample(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        times = int(value)
+    except ValueError:
+        raise click.BadParameter(f"expected 'auto' or a number, got {value!r}") from None
+    if times < 0 or times > 3:
+        raise click.BadParameter("must be between 0 and 3")
+    return times
