@@ -18,10 +18,10 @@ from app_album import (
     shared_album,
 )
 
-from photosearch.app import logic
+from photosearch.app import launch, logic
 
 AppTest = pytest.importorskip("streamlit.testing.v1", reason="streamlit is not installed").AppTest
-PAGE = str(logic.__file__).replace("logic.py", "page.py")
+PAGE = str(launch.PAGE)  # src/photosearch/app/page.py, the script `photosearch app` runs
 TIMEOUT = 120  # seconds per script run: the first one loads the face models
 
 
