@@ -327,7 +327,7 @@ def test_the_least_privilege_identities_can_index_and_read(
     tester = iam.create_access_key(UserName="tester")["AccessKey"]
 
     # Few kept manifest copies: every commit then tries to delete older ones, which is denied.
-    monkeypatch.setattr("photosearch.index.store.KEEP_MANIFESTS", 2)
+    monkeypatch.setattr("photosearch.index.store.writer.KEEP_MANIFESTS", 2)
     set_moto_auth(aws_env, True)
     try:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", laptop["AccessKeyId"])

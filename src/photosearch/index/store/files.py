@@ -1,0 +1,274 @@
+"""The index's files on their filesystem: one code path for local folders and fsspec URLs.
+
+IndexFiles knows the index root and does every read and write of it: atomic writes (locally a
+fsynced temp file and ``os.replace``, elsewhere one object PUT), whole-shard Parquet writes that
+leave no visible object when they fail, Parquet reads that fill columns added after a shard was
+written with nulls, listings and best-effort removal. Storage failures leave here as
+IndexStorageError. read_manifest finds the current manifest, falling back to the newest
+versioned copy whose shards all exist when manifest.json is damaged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.spec import AbstractBufferedFile
+
+from photosearch.index.store.format import (
+    ADDED_COLUMNS,
+    DICTIONARY_COLUMNS,
+    MANIFEST_NAME,
+    MANIFESTS_DIR,
+    SCHEMA,
+    SHARDS_DIR,
+    IndexFormatError,
+    IndexStorageError,
+    IndexStoreError,
+    UnsupportedIndexError,
+)
+from photosearch.index.store.manifest import Manifest
+from photosearch.storage import (
+    canonical_location,
+    is_local,
+    is_object_store,
+    open_filesystem,
+    storage_failure,
+)
+
+__all__ = ["IndexFiles", "read_manifest"]
+
+
+class IndexFiles:
+    """The index root on its filesystem: paths, atomic writes, Parquet I/O.
+
+    Storage failures (credentials, a missing bucket, the network, permissions) leave here as
+    IndexStorageError, one line naming the index; a missing file keeps its own meaning.
+    """
+
+    def __init__(self, location: str | os.PathLike, storage_options: dict | None = None) -> None:
+        self.location = canonical_location(location)
+        self.fs: fsspec.AbstractFileSystem
+        self.fs, root = open_filesystem(self.location, storage_options)
+        self.root = root.rstrip("/") or "/"
+        self.local = is_local(self.fs)
+        self.object_store = is_object_store(self.fs)
+        self._arrow_fs = None
+
+    def path(self, relative: str) -> str:
+        return f"{self.root}/{relative}"
+
+    @contextlib.contextmanager
+    def _failures(self, action: str):
+        try:
+            yield
+        except IndexStoreError:
+            raise
+        except Exception as exc:
+            message = storage_failure(exc, self.location)
+            if message is None:
+                raise
+            raise IndexStorageError(f"{action}: {message}") from exc
+
+    @property
+    def arrow_fs(self):
+        if self._arrow_fs is None:
+            from pyarrow import fs as pafs
+
+            # Arrow's own local filesystem reads fastest; anything else goes through fsspec.
+            self._arrow_fs = (
+                pafs.LocalFileSystem()
+                if self.local
+                else pafs.PyFileSystem(pafs.FSSpecHandler(self.fs))
+            )
+        return self._arrow_fs
+
+    def read_bytes(self, relative: str) -> bytes | None:
+        try:
+            with self._failures(f"reading {relative}"):
+                return self.fs.cat_file(self.path(relative))
+        except FileNotFoundError:
+            return None
+
+    def write_atomic(self, relative: str, data: bytes) -> None:
+        """Readers see the old content or the new, never a mix."""
+        target = self.path(relative)
+        with self._failures(f"writing {relative}"):
+            if not self.local:
+                # A single PUT: object stores make the whole object visible at once.
+                self.fs.pipe_file(target, data)
+                return
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            temporary = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+            _fsync_dir(os.path.dirname(target))
+
+    def write_parquet(self, relative: str, table: pa.Table) -> int:
+        """Write a whole shard; returns its size. Raises (leaving no visible object on an object
+        store, at most an unreferenced file elsewhere) if any part of the write fails."""
+        target = self.path(relative)
+        with self._failures(f"writing {relative}"):
+            if self.local:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with open(target, "wb") as handle:
+                    _write_table(table, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                _fsync_dir(os.path.dirname(target))
+                return int(os.path.getsize(target))
+            if not self.object_store:  # object stores have no folders to make
+                self.fs.makedirs(self.fs._parent(target), exist_ok=True)
+            handle = self.fs.open(target, "wb")
+            try:
+                _write_table(table, handle)
+                handle.close()  # uploads (the last part of) the object; raises if that fails
+            except BaseException:
+                _abandon(handle)
+                raise
+            return int(self.fs.size(target))
+
+    def read_parquet(self, relative: str, columns: Sequence[str], filters: Any = None) -> pa.Table:
+        try:
+            with self._failures(f"reading {relative}"):
+                try:
+                    return self._read_columns(relative, columns, filters)
+                except pa.ArrowInvalid as error:
+                    if "No match for FieldRef" not in str(error):
+                        raise
+                # A shard written before a column was added: read what it has, nulls for the rest.
+                present = set(pq.read_schema(self.path(relative), filesystem=self.arrow_fs).names)
+                missing = [name for name in columns if name not in present]
+                if not set(missing) <= set(ADDED_COLUMNS):
+                    raise IndexFormatError(
+                        f"the index at {self.location} is damaged: {relative} lacks the "
+                        f"column(s) {', '.join(missing)}"
+                    )
+                table = self._read_columns(relative, [c for c in columns if c in present], filters)
+                for name in missing:
+                    kind = SCHEMA.field(name).type
+                    if name in DICTIONARY_COLUMNS:  # as the shards that have it read
+                        kind = pa.dictionary(pa.int32(), kind)
+                    table = table.append_column(name, pa.nulls(table.num_rows, kind))
+                return table.select(list(columns))
+        except FileNotFoundError:
+            raise IndexFormatError(
+                f"the index at {self.location} is damaged: {relative} is missing "
+                "(delete the index and run `photosearch index` again)"
+            ) from None
+
+    def _read_columns(self, relative: str, columns: Sequence[str], filters: Any) -> pa.Table:
+        return pq.read_table(
+            self.path(relative),
+            columns=list(columns),
+            filesystem=self.arrow_fs,
+            filters=filters,
+            read_dictionary=[c for c in DICTIONARY_COLUMNS if c in columns],
+        )
+
+    def listdir(self, relative: str) -> dict[str, dict]:
+        """Files directly under a folder: name -> info (empty when the folder does not exist)."""
+        try:
+            with self._failures(f"listing {relative}"):
+                entries = self.fs.ls(self.path(relative), detail=True)
+        except FileNotFoundError:
+            return {}
+        return {
+            entry["name"].rstrip("/").rsplit("/", 1)[-1]: entry
+            for entry in entries
+            if entry.get("type", "file") == "file"
+        }
+
+    def remove(self, relative: str) -> None:
+        """Delete a file no snapshot needs any more. Best effort where deleting is not allowed:
+        the least-privilege AWS roles have no s3:DeleteObject (versioning keeps what they
+        overwrite), and the leftovers are harmless, as readers only read what a manifest names."""
+        with (
+            self._failures(f"removing {relative}"),
+            contextlib.suppress(FileNotFoundError, PermissionError),
+        ):
+            self.fs.rm_file(self.path(relative))
+
+
+def _abandon(handle) -> None:
+    """Drop a half-written fsspec file without publishing it: abort its S3 multipart upload
+    (no parts left behind), and keep its close() from uploading what was buffered as if it were
+    the whole file."""
+    with contextlib.suppress(Exception):
+        handle.discard()
+    if isinstance(handle, AbstractBufferedFile):
+        handle.closed = True
+    else:
+        with contextlib.suppress(Exception):
+            handle.close()
+
+
+def _fsync_dir(path: str) -> None:
+    # Makes the rename itself durable on POSIX; not possible (nor needed) everywhere.
+    with contextlib.suppress(OSError):
+        descriptor = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def _write_table(table: pa.Table, handle) -> None:
+    # Floats barely compress: store them plain so loading is a straight copy; zstd the rest.
+    compression = {name: "zstd" for name in table.column_names}
+    compression.update(descriptor="none", landmarks="none", score="none")
+    pq.write_table(
+        table,
+        handle,
+        compression=compression,
+        use_dictionary=["status", "model_id", "error", "detection"],
+        row_group_size=128 * 1024,
+    )
+
+
+def _info_age(info: dict, now: float) -> float | None:
+    """Seconds since a listed file was written, when the storage says."""
+    for key in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return now - value.timestamp()
+        if isinstance(value, int | float):
+            return now - float(value)
+    return None
+
+
+def read_manifest(storage: IndexFiles) -> Manifest | None:
+    """The current manifest: manifest.json, or (if that is unreadable) the newest valid copy."""
+    data = storage.read_bytes(MANIFEST_NAME)
+    if data is not None:
+        try:
+            return Manifest.from_json(json.loads(data))
+        except UnsupportedIndexError:
+            raise
+        except (ValueError, IndexFormatError):
+            pass  # damaged: try the versioned copies
+    # manifest.json is missing or damaged (only possible on stores without atomic writes, or
+    # if someone edited it): fall back to the newest versioned copy whose shards all exist.
+    shards_present = set(storage.listdir(SHARDS_DIR))
+    for name in sorted(storage.listdir(MANIFESTS_DIR), reverse=True):
+        raw = storage.read_bytes(f"{MANIFESTS_DIR}/{name}")
+        try:
+            manifest = Manifest.from_json(json.loads(raw or b""))
+        except (ValueError, IndexFormatError):
+            continue
+        if all(shard.path.rsplit("/", 1)[-1] in shards_present for shard in manifest.shards):
+            return manifest
+    if data is not None:
+        raise IndexFormatError(f"unreadable index manifest at {storage.path(MANIFEST_NAME)}")
+    return None
