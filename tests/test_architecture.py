@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "search": {"storage", "faces", "index"},
     "people": {"storage", "faces", "index", "search"},
     "evaluate": {"storage", "faces", "index", "search", "progress"},
-    "aws": {"storage", "faces", "index", "search", "progress"},
+    "aws": {"storage", "faces", "index", "search"},
     "app": {"storage", "faces", "index", "search", "people", "aws"},
     "cli": {"storage", "faces", "index", "search", "people", "evaluate", "aws", "app", "progress"},
 }

@@ -424,6 +424,11 @@ def test_background_indexing_does_not_block_search(album, obama, tmp_path):
     assert progress.rate is not None and progress.eta_seconds is None
     after = {m.photo for m in logic.find_matches(obama.descriptor[None], library.searchable())}
     assert after == before | {new_photo}
+    # The new photo's record names the settings its faces were found with (the engine's).
+    from photosearch.index.store import IndexReader
+
+    photos = IndexReader(str(copy.index)).photos().to_pylist()
+    assert {row["photo"]: row["detection"] for row in photos}[new_photo] == gate.detection_settings
 
     assert library.indexing.start()  # nothing new: a quick run that says so
     assert library.indexing.wait(60)

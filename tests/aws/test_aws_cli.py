@@ -23,9 +23,9 @@ from botocore.stub import Stubber  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from photosearch.aws import stack  # noqa: E402
-from photosearch.aws.cli import aws  # noqa: E402
 from photosearch.aws.clients import make_client, make_session  # noqa: E402
 from photosearch.aws.upload import AlbumUploader, S3Location  # noqa: E402
+from photosearch.cli.aws import aws  # noqa: E402
 
 # moto's CloudFormation skips what it cannot model (bucket policies, groups): expected here.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS:UserWarning")

@@ -35,9 +35,17 @@ pytest.importorskip("s3fs", reason="s3fs (the aws extra) is not installed")
 from botocore.exceptions import ClientError  # noqa: E402
 
 import photosearch  # noqa: E402
-from photosearch.aws import cost, package, processing, sagemaker, stack  # noqa: E402
-from photosearch.aws.cli import aws  # noqa: E402
+from photosearch.aws import (  # noqa: E402
+    cost,
+    endpoint,
+    jobs,
+    package,
+    processing,
+    sagemaker_common,
+    stack,
+)
 from photosearch.aws.clients import make_client, make_session  # noqa: E402
+from photosearch.cli.aws import aws  # noqa: E402
 from photosearch.faces.engine import FaceEngine  # noqa: E402
 from photosearch.faces.models import registry  # noqa: E402
 
@@ -102,7 +110,7 @@ def test_processing_job_request_shards_the_planned_photos(provisioned, shared_da
     package_uri = f"s3://{provisioned['ArtifactsBucketName']}/packages/m/v/model.tar.gz"
     lines: list[str] = []
 
-    run = sagemaker.run_index_job(
+    run = jobs.run_index_job(
         f"s3://{album_bucket}/album",
         index,
         s3=s3,
@@ -123,10 +131,10 @@ def test_processing_job_request_shards_the_planned_photos(provisioned, shared_da
     assert request["ProcessingResources"]["ClusterConfig"] == {
         "InstanceCount": 3,
         "InstanceType": "ml.g4dn.xlarge",
-        "VolumeSizeInGB": sagemaker.DEFAULT_VOLUME_GB,
+        "VolumeSizeInGB": jobs.DEFAULT_VOLUME_GB,
     }
     app = request["AppSpecification"]
-    assert app["ImageUri"] == sagemaker.default_image_uri(REGION, gpu=True)
+    assert app["ImageUri"] == sagemaker_common.default_image_uri(REGION, gpu=True)
     assert "-gpu-" in app["ImageUri"] and app["ImageUri"].startswith("763104351884.dkr.ecr.")
     assert app["ContainerEntrypoint"][:2] == ["/bin/bash", "-c"]
     assert "python3 -m photosearch.aws.processing" in app["ContainerEntrypoint"][2]
@@ -193,11 +201,11 @@ def test_processing_job_request_shards_the_planned_photos(provisioned, shared_da
 
 def test_cpu_instances_get_the_cpu_image() -> None:
     layout = processing.JobLayout("s3://e/i", "job")
-    request = sagemaker.processing_job_request(
+    request = jobs.processing_job_request(
         job_name="job",
         role_arn="arn:aws:iam::123456789012:role/r",
-        image_uri=sagemaker.default_image_uri(
-            "eu-west-1", gpu=sagemaker.is_gpu_instance("ml.m5.xlarge")
+        image_uri=sagemaker_common.default_image_uri(
+            "eu-west-1", gpu=sagemaker_common.is_gpu_instance("ml.m5.xlarge")
         ),
         layout=layout,
         package_uri=None,
@@ -206,16 +214,15 @@ def test_cpu_instances_get_the_cpu_image() -> None:
     )
     assert "-cpu-" in request["AppSpecification"]["ImageUri"]
     assert [item["InputName"] for item in request["ProcessingInputs"]] == ["album", "plan"]
-    assert sagemaker.is_gpu_instance("ml.p3.2xlarge") and not sagemaker.is_gpu_instance(
-        "ml.c5.xlarge"
-    )
+    is_gpu = sagemaker_common.is_gpu_instance
+    assert is_gpu("ml.p3.2xlarge") and not is_gpu("ml.c5.xlarge")
 
 
 # ----------------------------------------------------------------------------------------------
 # The endpoint
 
 
-@pytest.mark.parametrize("mode", sagemaker.MODES)
+@pytest.mark.parametrize("mode", endpoint.MODES)
 def test_deploy_and_undeploy_each_mode(provisioned, mode) -> None:
     session = make_session()
     client = make_client(session, "sagemaker")
@@ -226,7 +233,7 @@ def test_deploy_and_undeploy_each_mode(provisioned, mode) -> None:
     package_uri = f"s3://{provisioned['ArtifactsBucketName']}/packages/m/v/model.tar.gz"
     async_uri = f"s3://{provisioned['EmbeddingsBucketName']}/async/{name}"
 
-    deployment = sagemaker.deploy(
+    deployment = endpoint.deploy(
         client,
         endpoint_name=name,
         mode=mode,
@@ -245,7 +252,9 @@ def test_deploy_and_undeploy_each_mode(provisioned, mode) -> None:
     assert model["ExecutionRoleArn"] == provisioned["SageMakerExecutionRoleArn"]
     container = model["PrimaryContainer"]
     assert container["ModelDataUrl"] == package_uri
-    assert container["Image"] == sagemaker.default_image_uri(REGION, gpu=mode != "serverless")
+    assert container["Image"] == sagemaker_common.default_image_uri(
+        REGION, gpu=mode != "serverless"
+    )
     environment = container["Environment"]
     assert environment["PHOTOSEARCH_INDEX"] == index
     assert environment["SAGEMAKER_PROGRAM"] == "inference.py"
@@ -279,7 +288,7 @@ def test_deploy_and_undeploy_each_mode(provisioned, mode) -> None:
         assert not [t for t in targets if name in t["ResourceId"]]
         assert "AsyncInferenceConfig" not in config
 
-    deleted = sagemaker.undeploy(client, name, autoscaling=scaling, cloudwatch=alarms)
+    deleted = endpoint.undeploy(client, name, autoscaling=scaling, cloudwatch=alarms)
 
     assert deleted == [
         f"endpoint {name}",

@@ -29,10 +29,10 @@ pytest.importorskip("s3fs", reason="s3fs (the aws extra) is not installed")
 
 from botocore.exceptions import ClientError  # noqa: E402
 
-from photosearch.aws import inference, sagemaker  # noqa: E402
-from photosearch.aws.cli import aws  # noqa: E402
+from photosearch.aws import endpoint_client, inference  # noqa: E402
 from photosearch.aws.clients import make_client, make_session  # noqa: E402
 from photosearch.aws.local import LocalEndpoint  # noqa: E402
+from photosearch.cli.aws import aws  # noqa: E402
 from photosearch.faces.base import largest_face  # noqa: E402
 from photosearch.faces.engine import FaceEngine  # noqa: E402
 from photosearch.faces.images import load_image  # noqa: E402
@@ -133,12 +133,12 @@ def runtime_error(body: bytes, content_type: str, accept: str = "application/jso
 def test_search_through_boto3_returns_the_local_search(endpoint, engine, photos) -> None:
     reference = read(photos, f"{LFW}/Rob_Lowe_0001_150px.jpg")  # not in the album
 
-    matches = sagemaker.search_via_endpoint(ENDPOINT, [reference])
+    matches = endpoint_client.search_via_endpoint(ENDPOINT, [reference])
 
     assert matches == local_search(engine, [reference])
     assert {match["photo"] for match in matches} == {"lfw/rob_1.jpg", "lfw/rob_2.jpg"}
     assert matches[0]["photo"] == "lfw/rob_1.jpg"  # the same picture, larger: closest
-    answer = sagemaker.invoke_search(ENDPOINT, [reference])
+    answer = endpoint_client.invoke_search(ENDPOINT, [reference])
     assert answer["matches"] == matches
     assert answer["references"][0]["chosen"] == 0 and len(answer["references"][0]["faces"]) == 1
     manifest = IndexReader(S3_INDEX).manifest()
@@ -153,29 +153,29 @@ def test_options_threshold_exclusions_and_face_choice(endpoint, engine, photos) 
     ]
     exclude = [("lfw/rob_1.jpg", 0)]
 
-    matches = sagemaker.search_via_endpoint(
+    matches = endpoint_client.search_via_endpoint(
         ENDPOINT, references, 0.55, face=[0, None], exclude=exclude
     )
 
     assert matches == local_search(engine, references, 0.55, exclude, faces=[0, None])
     assert {match["photo"] for match in matches} >= {"lfw/teresa.jpg"}
     assert "lfw/rob_1.jpg" not in {match["photo"] for match in matches}
-    with pytest.raises(sagemaker.EndpointSearchError) as failure:
-        sagemaker.search_via_endpoint(ENDPOINT, references[:1], face=3)
+    with pytest.raises(endpoint_client.EndpointSearchError) as failure:
+        endpoint_client.search_via_endpoint(ENDPOINT, references[:1], face=3)
     assert failure.value.status == 422
     assert "has 1 face: face 3 does not exist" in str(failure.value)
 
 
 def test_a_new_commit_is_searched_without_a_restart(endpoint, engine, photos) -> None:
     reference = read(photos, f"{LFW}/Mary_Katherine_Smart_0001_250px.jpg")
-    assert sagemaker.search_via_endpoint(ENDPOINT, [reference]) == []
+    assert endpoint_client.search_via_endpoint(ENDPOINT, [reference]) == []
     s3 = make_client(make_session(), "s3")
     s3.upload_file(
         str(photos / LFW / "Mary_Katherine_Smart_0001_150px.jpg"), ALBUM_BUCKET, "photos/mary.jpg"
     )
     index_album(S3_ALBUM, S3_INDEX, engine=engine, report=lambda line: None)
 
-    matches = sagemaker.search_via_endpoint(ENDPOINT, [reference])
+    matches = endpoint_client.search_via_endpoint(ENDPOINT, [reference])
 
     assert [match["photo"] for match in matches] == ["mary.jpg"]
     assert matches == local_search(engine, [reference])
@@ -186,13 +186,13 @@ def test_async_invocation_goes_through_s3(endpoint, photos) -> None:
     reference = read(photos, f"{LFW}/Rob_Lowe_0001_150px.jpg")
     s3 = make_client(make_session(), "s3")
 
-    matches = sagemaker.search_via_endpoint(
+    matches = endpoint_client.search_via_endpoint(
         ENDPOINT, [reference], async_location=ASYNC_LOCATION, s3=s3
     )
 
-    assert matches == sagemaker.search_via_endpoint(ENDPOINT, [reference])
-    with pytest.raises(sagemaker.EndpointSearchError) as failure:
-        sagemaker.invoke_search(
+    assert matches == endpoint_client.search_via_endpoint(ENDPOINT, [reference])
+    with pytest.raises(endpoint_client.EndpointSearchError) as failure:
+        endpoint_client.invoke_search(
             ENDPOINT, [b"GIF89a broken"], async_location=ASYNC_LOCATION, s3=s3, poll_seconds=0.05
         )
     assert failure.value.status == 400 and "images[0] cannot be read as a photo" in str(
@@ -265,8 +265,8 @@ def test_bad_requests_get_4xx_with_clear_messages(endpoint, photos) -> None:
         assert error.response["OriginalStatusCode"] == status, words
         assert words in error.response["OriginalMessage"], error.response["OriginalMessage"]
     # What `photosearch search --endpoint` shows: the status and the handler's sentence.
-    with pytest.raises(sagemaker.EndpointSearchError) as failure:
-        sagemaker.search_via_endpoint(ENDPOINT, [landscape])
+    with pytest.raises(endpoint_client.EndpointSearchError) as failure:
+        endpoint_client.search_via_endpoint(ENDPOINT, [landscape])
     assert failure.value.status == 422
     assert str(failure.value).startswith(f"endpoint {ENDPOINT} refused the search (422): images[0]")
 
@@ -281,7 +281,7 @@ def test_container_contract_ping_and_invocations(endpoint, photos) -> None:
     with urllib.request.urlopen(request, timeout=60) as response:
         answer = json.loads(response.read())
     assert answer["matches"][0]["photo"] == "lfw/rob_2.jpg"
-    assert answer["matches"] == sagemaker.search_via_endpoint(ENDPOINT, [reference])
+    assert answer["matches"] == endpoint_client.search_via_endpoint(ENDPOINT, [reference])
     bad = urllib.request.Request(
         f"{endpoint}/invocations", data=b"{}", headers={"Content-Type": "application/json"}
     )

@@ -21,9 +21,9 @@ from click.testing import CliRunner
 boto3 = pytest.importorskip("boto3", reason="boto3 (the aws extra) is not installed")
 pytest.importorskip("s3fs", reason="s3fs (the aws extra) is not installed")
 
-from photosearch.aws import local, processing, sagemaker  # noqa: E402
-from photosearch.aws.cli import aws  # noqa: E402
+from photosearch.aws import jobs, local, processing  # noqa: E402
 from photosearch.aws.clients import AwsError, make_client, make_session  # noqa: E402
+from photosearch.cli.aws import aws  # noqa: E402
 from photosearch.faces.engine import FaceEngine  # noqa: E402
 from photosearch.index.indexer import index_album  # noqa: E402
 from photosearch.index.store import IndexReader  # noqa: E402
@@ -96,8 +96,8 @@ def assert_same_index(expected_location: str, actual_location: str) -> None:
 
 def run_job(
     s3, engine, job_name: str, instances: int, index: str = JOB_INDEX, **options
-) -> sagemaker.IndexRun:
-    return sagemaker.run_index_job(
+) -> jobs.IndexRun:
+    return jobs.run_index_job(
         S3_ALBUM,
         index,
         s3=s3,

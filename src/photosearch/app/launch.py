@@ -17,6 +17,17 @@ from typing import Any
 
 import click
 
+__all__ = [
+    "DEFAULT_PORT",
+    "MAX_UPLOAD_MB",
+    "PAGE",
+    "app",
+    "app_environment",
+    "open_browser_when_up",
+    "read_secrets_files",
+    "streamlit_command",
+]
+
 PAGE = Path(__file__).with_name("page.py")
 DEFAULT_PORT = 8501
 MAX_UPLOAD_MB = 50

@@ -23,6 +23,29 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "DAYS_PER_MONTH",
+    "INDEX_BYTES_PER_FACE",
+    "PRICES_PATH",
+    "SECONDS_PER_HOUR",
+    "Estimate",
+    "Line",
+    "Option",
+    "Usage",
+    "async_line",
+    "default_sessions",
+    "estimate",
+    "format_estimate",
+    "gpu_rate",
+    "indexing_line",
+    "load_prices",
+    "processing_rate",
+    "realtime_line",
+    "rekognition_option",
+    "serverless_line",
+    "storage_line",
+]
+
 PRICES_PATH = Path(__file__).with_name("prices.json")
 SECONDS_PER_HOUR = 3600.0
 DAYS_PER_MONTH = 30.0
@@ -112,7 +135,7 @@ def gpu_rate(usage: Usage, prices: dict[str, Any]) -> tuple[float, str]:
 
 def processing_rate(instance: str, usage: Usage, prices: dict[str, Any]) -> tuple[float, str]:
     """Photos per second of one processing instance of this type."""
-    from photosearch.aws.sagemaker import is_gpu_instance
+    from photosearch.aws.sagemaker_common import is_gpu_instance
 
     if is_gpu_instance(instance):
         return gpu_rate(usage, prices)

@@ -42,6 +42,35 @@ from photosearch.faces.base import FaceFinder
 from photosearch.search import query
 from photosearch.search.query import SearchableIndex
 
+__all__ = [
+    "DEFAULT_MAX_IMAGES",
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "DEFAULT_RECHECK_SECONDS",
+    "DEFAULT_THRESHOLD",
+    "IMAGE_TYPES",
+    "INDEX_ENV",
+    "JSON_TYPES",
+    "MAX_IMAGES_ENV",
+    "MAX_REQUEST_ENV",
+    "MAX_THRESHOLD",
+    "RECHECK_ENV",
+    "REQUEST_FIELDS",
+    "IndexCache",
+    "InferenceError",
+    "LoadedIndex",
+    "RequestError",
+    "S3Mirror",
+    "SearchModel",
+    "SearchRequest",
+    "ServiceError",
+    "find_matches",
+    "handle",
+    "input_fn",
+    "model_fn",
+    "output_fn",
+    "predict_fn",
+]
+
 INDEX_ENV = "PHOTOSEARCH_INDEX"
 RECHECK_ENV = "PHOTOSEARCH_INDEX_RECHECK_SECONDS"
 MAX_REQUEST_ENV = "PHOTOSEARCH_MAX_REQUEST_BYTES"

@@ -28,6 +28,22 @@ from typing import Any
 
 from photosearch.aws import processing
 from photosearch.aws.inference import SearchModel, handle
+from photosearch.faces.engine import FaceEngine
+
+__all__ = [
+    "DEFAULT_PORT",
+    "HARD_BODY_LIMIT",
+    "OPT_ML_PREFIX",
+    "InputObject",
+    "LocalEndpoint",
+    "LocalJobResult",
+    "Report",
+    "list_input_objects",
+    "remap",
+    "run_processing_job",
+    "shard_objects",
+    "split_s3_uri",
+]
 
 OPT_ML_PREFIX = "/opt/ml/"
 DEFAULT_PORT = 8080  # the port SageMaker inference containers listen on
@@ -343,7 +359,7 @@ def run_processing_job(
     *,
     s3: Any,
     instance_count: int | None = None,
-    engine: Any = None,
+    engine: FaceEngine | None = None,
     work_dir: Path | None = None,
     report: Report = print,
 ) -> LocalJobResult:

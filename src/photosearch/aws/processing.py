@@ -39,6 +39,44 @@ from typing import Any
 
 from photosearch.faces.engine import DETECTION_SIDE, FaceEngine
 
+__all__ = [
+    "ALBUM_INPUT",
+    "ALBUM_MANIFEST_NAME",
+    "EXIT_MESSAGE_LIMIT",
+    "JOBS_DIR",
+    "MIN_CHUNK",
+    "OPT_ML",
+    "PACKAGE_INPUT",
+    "PLANNED_ENGINE_SETTINGS",
+    "PLAN_FORMAT",
+    "PLAN_FORMAT_VERSION",
+    "PLAN_INPUT",
+    "PLAN_NAME",
+    "PROGRESS_OUTPUT",
+    "PROGRESS_STEPS",
+    "SHARDS_OUTPUT",
+    "InstanceResult",
+    "JobLayout",
+    "JobPlan",
+    "MergeStats",
+    "PlannedJob",
+    "Report",
+    "ShardAlbum",
+    "local_keys",
+    "main",
+    "merge_results",
+    "parse_arguments",
+    "plan_job",
+    "read_parts",
+    "read_plan",
+    "read_progress",
+    "read_resource_config",
+    "remove_job_files",
+    "run_instance",
+    "write_exit_message",
+    "write_job_inputs",
+]
+
 OPT_ML = "/opt/ml"
 ALBUM_INPUT = "processing/input/album"
 PLAN_INPUT = "processing/input/plan"

@@ -18,6 +18,32 @@ from botocore.exceptions import ClientError
 from photosearch.aws.clients import AwsError, explained
 from photosearch.storage.s3 import error_code, error_message
 
+__all__ = [
+    "CAPABILITIES",
+    "DEFAULT_NAME_PREFIX",
+    "NO_UPDATES_MESSAGE",
+    "POLL_SECONDS",
+    "TEMPLATE_PATH",
+    "UPDATABLE",
+    "WAIT_TIMEOUT_SECONDS",
+    "BucketContents",
+    "EventSink",
+    "ProvisionResult",
+    "StackInfo",
+    "bucket_contents",
+    "describe_stack",
+    "empty_bucket",
+    "format_event",
+    "ignore_event",
+    "provision",
+    "read_template",
+    "require_stack",
+    "stack_buckets",
+    "stack_name_for",
+    "teardown",
+    "wait_for_stack",
+]
+
 DEFAULT_NAME_PREFIX = "photosearch"
 # The template lives in the repository (infra/), next to src/.
 TEMPLATE_PATH = Path(__file__).resolve().parents[3] / "infra" / "photosearch.yaml"

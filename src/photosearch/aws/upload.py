@@ -23,6 +23,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from photosearch.aws.clients import AwsError, explained
 from photosearch.storage.s3 import error_code, error_message
 
+__all__ = [
+    "CHECKSUM_METADATA_KEY",
+    "CONTENT_TYPES",
+    "DEFAULT_WORKERS",
+    "HASH_BLOCK",
+    "IMAGE_SUFFIXES",
+    "MULTIPART_CHUNK",
+    "MULTIPART_THRESHOLD",
+    "AlbumUploader",
+    "LocalPhoto",
+    "S3Location",
+    "UploadReport",
+    "album_photos",
+    "existing_sizes",
+    "file_digests",
+]
+
 CONTENT_TYPES = {
     ".jpg": "image/jpeg",
     ".jpeg": "image/jpeg",

@@ -1,7 +1,8 @@
-"""`photosearch aws ...`: provision, status, teardown, upload.
+"""`photosearch aws ...`: provision, status, teardown, upload, package, index, deploy,
+undeploy, serve-local, cost: a thin shell over photosearch.aws.
 
-Registered on the main CLI with `main.add_command(aws)`. boto3 is imported only when a command
-runs, so the rest of the CLI neither needs the `aws` extra nor pays for importing it.
+Registered on the main CLI by cli/main.py. boto3 is imported only when a command runs, so the
+rest of the CLI neither needs the `aws` extra nor pays for importing it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from typing import NoReturn
 
 import click
 
+from photosearch.cli import options
+from photosearch.cli.options import max_side_option, say
+
+__all__ = ["aws"]
+
 DEFAULT_NAME_PREFIX = "photosearch"  # = photosearch.aws.stack.DEFAULT_NAME_PREFIX
 
 
+EXIT_AWS_FAILED = 1  # an AWS call or job that failed (the other commands' fail() exits 2)
+
+
 def fail(message: str) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(1)
-
-
-def note(line: str) -> None:
-    click.echo(line, err=True)
+    options.fail(message, status=EXIT_AWS_FAILED)
 
 
 def name_prefix_option(function):
@@ -113,7 +117,7 @@ def provision(name_prefix, region, parameters, template, as_json) -> None:
             name_prefix=name_prefix,
             parameters=values,
             template_body=stack.read_template(template),
-            on_event=note,
+            on_event=say,
         )
     except clients.AwsError as exc:
         fail(str(exc))
@@ -174,7 +178,7 @@ def teardown(name_prefix, region, force) -> None:
                 name_prefix,
                 session.region_name,
                 force=force,
-                on_event=note,
+                on_event=say,
                 on_deleted=advance,
             )
     except clients.AwsError as exc:
@@ -269,12 +273,14 @@ def upload(
 
 
 def load_sagemaker():
-    """The SageMaker modules (boto3-backed), or a one-line error without the `aws` extra."""
+    """The modules every SageMaker command uses (boto3-backed), or a one-line error without the
+    `aws` extra. Each command then imports the SageMaker modules it needs (jobs, endpoint,
+    endpoint_client, sagemaker_common): they import `clients`, so boto3 is there by then."""
     try:
-        from photosearch.aws import clients, package, sagemaker, stack
+        from photosearch.aws import clients, package, stack
     except ImportError as exc:
         fail(f"the aws commands need boto3 ({exc}); install with: pip install 'photosearch[aws]'")
-    return clients, package, sagemaker, stack
+    return clients, package, stack
 
 
 def stack_outputs(clients, stack, session, name_prefix: str, *needed: str) -> dict[str, str]:
@@ -296,14 +302,12 @@ def ensure_package(clients, package, session, bucket: str, output: Path | None =
 
     with tempfile.TemporaryDirectory(prefix="photosearch-package-") as temporary:
         target = output or Path(temporary) / "model.tar.gz"
-        note("building the model package (weights + code)")
+        say("building the model package (weights + code)")
         built = package.build_package(target)
         s3 = clients.make_client(session, "s3")
         uploaded = package.upload_package(s3, built, bucket)
     verb = "uploaded" if uploaded.uploaded else "already there"
-    note(
-        f"model package {built.package_version} ({built.size / 1e6:.1f} MB): {verb} {uploaded.uri}"
-    )
+    say(f"model package {built.package_version} ({built.size / 1e6:.1f} MB): {verb} {uploaded.uri}")
     return built, uploaded
 
 
@@ -326,7 +330,7 @@ def package_command(name_prefix, region, output, bucket, no_upload, as_json) -> 
     The version is photosearch's plus a digest of the content: unchanged code and weights give
     the same key, and the upload is skipped.
     """
-    clients, package, _, stack = load_sagemaker()
+    clients, package, stack = load_sagemaker()
     if no_upload:
         if output is None:
             raise click.UsageError("--no-upload needs --output")
@@ -378,12 +382,7 @@ def package_command(name_prefix, region, output, bucket, no_upload, as_json) -> 
 @click.option("--image-uri", default=None, help="Container image (default: AWS PyTorch image).")
 @click.option("--role-arn", default=None, help="Execution role (default: the stack's).")
 @click.option("--job-name", default=None, help="Default: <prefix>-index-<UTC time>.")
-@click.option(
-    "--max-side",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Shrink larger photos to this side before detection (0: full size) [default: 2000].",
-)
+@max_side_option
 @click.option("--retry-errors", is_flag=True, help="Send unreadable photos again.")
 @click.option(
     "--max-runtime-hours",
@@ -422,8 +421,10 @@ def index_command(
     """
     from photosearch.progress import progress_bar
 
-    clients, package, sagemaker, stack = load_sagemaker()
-    name = job_name or sagemaker.timestamped(f"{name_prefix}-index")
+    clients, package, stack = load_sagemaker()
+    from photosearch.aws import jobs, sagemaker_common
+
+    name = job_name or sagemaker_common.timestamped(f"{name_prefix}-index")
     try:
         session = clients.make_session(region)
         s3 = clients.make_client(session, "s3")
@@ -453,7 +454,7 @@ def index_command(
                     advance(done - shown[0])
                     shown[0] = done
 
-            run = sagemaker.run_index_job(
+            run = jobs.run_index_job(
                 album_url,
                 index_url,
                 s3=s3,
@@ -469,7 +470,7 @@ def index_command(
                 max_side=max_side,
                 retry_errors=retry_errors,
                 max_runtime_seconds=int(max_runtime_hours * 3600),
-                report=note,
+                report=say,
                 on_progress=on_progress,
             )
     except clients.AwsError as exc:
@@ -546,10 +547,12 @@ def deploy(
     as_json,
 ) -> None:
     """Deploy (or switch) the search endpoint for the index at INDEX_S3_URL."""
-    clients, package, sagemaker, stack = load_sagemaker()
+    clients, package, stack = load_sagemaker()
+    from photosearch.aws import endpoint, endpoint_client, sagemaker_common
+
     name = endpoint_name or f"{name_prefix}-search"
     if not name.startswith(f"{name_prefix}-"):
-        note(f"warning: the app role may only invoke endpoints named {name_prefix}-*")
+        say(f"warning: the app role may only invoke endpoints named {name_prefix}-*")
     try:
         session = clients.make_session(region)
         outputs = stack_outputs(
@@ -565,23 +568,25 @@ def deploy(
             package_uri = ensure_package(clients, package, session, outputs["ArtifactsBucketName"])[
                 1
             ].uri
-        deployment = sagemaker.deploy(
+        deployment = endpoint.deploy(
             clients.make_client(session, "sagemaker"),
             endpoint_name=name,
             mode=mode,
             role_arn=role_arn or outputs["SageMakerExecutionRoleArn"],
             package_uri=package_uri,
-            index_uri=sagemaker.require_s3_url(index_url, "the index"),
+            index_uri=sagemaker_common.require_s3_url(index_url, "the index"),
             region=session.region_name,
             image_uri=image_uri,
             instance_type=instance_type,
             memory_mb=int(memory_mb),
             max_concurrency=max_concurrency,
-            async_output_uri=sagemaker.async_location_for(outputs["EmbeddingsBucketName"], name),
+            async_output_uri=endpoint_client.async_location_for(
+                outputs["EmbeddingsBucketName"], name
+            ),
             autoscaling=clients.make_client(session, "application-autoscaling"),
             cloudwatch=clients.make_client(session, "cloudwatch"),
             wait=not no_wait,
-            on_status=lambda status: note(f"endpoint {name}: {status}"),
+            on_status=lambda status: say(f"endpoint {name}: {status}"),
         )
     except clients.AwsError as exc:
         fail(str(exc))
@@ -599,11 +604,13 @@ def deploy(
 @region_option
 def undeploy(endpoint_name, name_prefix, region) -> None:
     """Delete the search endpoint, its configuration and model: nothing left to bill."""
-    clients, _, sagemaker, _ = load_sagemaker()
+    clients, _, _ = load_sagemaker()
+    from photosearch.aws import endpoint
+
     name = endpoint_name or f"{name_prefix}-search"
     try:
         session = clients.make_session(region)
-        deleted = sagemaker.undeploy(
+        deleted = endpoint.undeploy(
             clients.make_client(session, "sagemaker"),
             name,
             autoscaling=clients.make_client(session, "application-autoscaling"),
@@ -647,9 +654,9 @@ def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
             model = inference.model_fn(model_dir if package_path is not None else None)
         except inference.InferenceError as exc:
             fail(exc.message)
-        endpoint = LocalEndpoint(model, host=host, port=port, endpoint_name=endpoint_name, log=note)
-        note(f"serving {model.location} at {endpoint.url}")
-        note(f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}")
+        endpoint = LocalEndpoint(model, host=host, port=port, endpoint_name=endpoint_name, log=say)
+        say(f"serving {model.location} at {endpoint.url}")
+        say(f"  export AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME={endpoint.url}")
         try:
             endpoint.serve_forever()
         except KeyboardInterrupt:

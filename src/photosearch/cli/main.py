@@ -20,7 +20,7 @@ def main() -> None:
 def register_commands() -> None:
     """Sub-commands and groups that live in their own modules."""
     from photosearch.app.launch import app
-    from photosearch.aws.cli import aws
+    from photosearch.cli.aws import aws
     from photosearch.cli.evaluate import eval_group
     from photosearch.cli.faces import faces
     from photosearch.cli.index import index, info

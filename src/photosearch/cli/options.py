@@ -41,10 +41,10 @@ def say_error(message: str) -> None:
     say(f"error: {message}")
 
 
-def fail(message: str) -> NoReturn:
-    """The command cannot go on: one line, exit status 2."""
+def fail(message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
+    """The command cannot go on: one line, exit status 2 unless told otherwise."""
     say_error(message)
-    sys.exit(EXIT_BAD_INPUT)
+    sys.exit(status)
 
 
 def device_option(function: Command) -> Command:

@@ -7,11 +7,15 @@ import json
 import sys
 from collections import OrderedDict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from photosearch.cli.options import device_option, fail, say_error
 from photosearch.search.query import DEFAULT_THRESHOLD
+
+if TYPE_CHECKING:
+    from photosearch.faces.base import FaceFinder
 
 __all__ = ["search"]
 
@@ -217,13 +221,13 @@ def parse_exclusions(values) -> set:
     return parsed
 
 
-def reference_descriptors(engine, paths, face) -> tuple[list, list[str]]:
+def reference_descriptors(engine: FaceFinder, paths, face) -> tuple[list, list[str]]:
     """The chosen face's descriptor of every reference photo that has one, and one line per
     photo that does not."""
     return collect(reference_results(engine, paths, face))
 
 
-def reference_results(engine, paths, face) -> list:
+def reference_results(engine: FaceFinder, paths, face) -> list:
     """Per path, in order: the chosen face's descriptor, or the ReferencePhotoError (photos are
     read in parallel on the engine's workers)."""
     from photosearch.search.query import ReferencePhotoError, read_reference
@@ -320,7 +324,7 @@ def copy_results(index, matches, destination: Path) -> None:
 
 
 def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv) -> None:
-    from photosearch.aws.sagemaker import EndpointSearchError, search_via_endpoint
+    from photosearch.aws.endpoint_client import EndpointSearchError, search_via_endpoint
     from photosearch.search.match import Match
 
     images = []
