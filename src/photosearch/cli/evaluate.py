@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from photosearch.cli.options import device_option, parse_upsample, say_error, upsample_option
+from photosearch.cli.options import (
+    device_option,
+    mirror_option,
+    parse_upsample,
+    say_error,
+    upsample_option,
+)
 
 __all__ = ["eval_group"]
 
@@ -28,12 +34,7 @@ def eval_group() -> None:
 )
 @upsample_option
 @device_option
-@click.option(
-    "--mirror/--no-mirror",
-    default=True,
-    show_default=True,
-    help="Mirror-averaged descriptors (deterministic test-time augmentation).",
-)
+@mirror_option
 @click.option("--json", "as_json", is_flag=True, help="Finish with one JSON line of figures.")
 def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
     """LFW verification accuracy on PAIRS_FILE: 10-fold protocol and the default threshold."""

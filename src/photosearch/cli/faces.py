@@ -12,6 +12,7 @@ import click
 from photosearch.cli.options import (
     device_option,
     max_side_option,
+    mirror_option,
     parse_upsample,
     say_error,
     upsample_option,
@@ -25,12 +26,7 @@ __all__ = ["faces"]
 @upsample_option
 @device_option
 @max_side_option
-@click.option(
-    "--mirror/--no-mirror",
-    default=True,
-    show_default=True,
-    help="Average each face's descriptor with its mirror image's.",
-)
+@mirror_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
 def faces(images, upsample, device, max_side, mirror, as_json) -> None:
     """Detect and describe the faces in IMAGES.

@@ -21,6 +21,7 @@ __all__ = [
     "device_option",
     "fail",
     "max_side_option",
+    "mirror_option",
     "parse_upsample",
     "say",
     "say_error",
@@ -65,6 +66,16 @@ def max_side_option(function: Command) -> Command:
         show_default=True,
         help="Shrink larger photos to this longer side before detection (0: full size). "
         "Coordinates are always reported in original pixels.",
+    )(function)
+
+
+def mirror_option(function: Command) -> Command:
+    return click.option(
+        "--mirror/--no-mirror",
+        default=True,
+        show_default=True,
+        help="Average each face's descriptor with its mirror image's (deterministic test-time "
+        "augmentation).",
     )(function)
 
 
