@@ -20,8 +20,6 @@ from photosearch.cli.options import max_side_option, say
 __all__ = ["aws"]
 
 DEFAULT_NAME_PREFIX = "photosearch"  # = photosearch.aws.stack.DEFAULT_NAME_PREFIX
-
-
 EXIT_AWS_FAILED = 1  # an AWS call or job that failed (the other commands' fail() exits 2)
 
 

@@ -44,7 +44,7 @@ from photosearch.storage import (
     storage_failure,
 )
 
-__all__ = ["IndexFiles", "read_manifest"]
+__all__ = ["IndexFiles", "info_age", "read_manifest"]
 
 
 class IndexFiles:
@@ -237,7 +237,7 @@ def _write_table(table: pa.Table, handle) -> None:
     )
 
 
-def _info_age(info: dict, now: float) -> float | None:
+def info_age(info: dict, now: float) -> float | None:
     """Seconds since a listed file was written, when the storage says."""
     for key in ("mtime", "LastModified", "last_modified", "created"):
         value = info.get(key)

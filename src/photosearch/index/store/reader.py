@@ -28,7 +28,13 @@ from photosearch.index.store.format import (
     IndexFormatError,
 )
 from photosearch.index.store.manifest import Manifest
-from photosearch.index.store.rows import _bools, _concat, _filter, _live_mask, descriptors_of
+from photosearch.index.store.rows import (
+    as_bools,
+    concat_columns,
+    descriptors_of,
+    filter_rows,
+    live_mask,
+)
 
 __all__ = ["IndexReader", "IndexSnapshot", "detection_counts"]
 
@@ -94,9 +100,9 @@ class IndexReader:
         manifest = self._current(manifest)
         columns = sorted({*PHOTO_COLUMNS, "face"})
         tables = [self.storage.read_parquet(shard.path, columns) for shard in manifest.shards]
-        combined = _concat(tables, columns)
-        first = _bools(pc.fill_null(pc.equal(combined.column("face"), 0), True))
-        return _filter(combined.select(list(PHOTO_COLUMNS)), _live_mask(tables) & first)
+        combined = concat_columns(tables, columns)
+        first = as_bools(pc.fill_null(pc.equal(combined.column("face"), 0), True))
+        return filter_rows(combined.select(list(PHOTO_COLUMNS)), live_mask(tables) & first)
 
     def errors(self, manifest: Manifest | None = None) -> list[tuple[str, str]]:
         """(photo, one-line error) for every unreadable photo, sorted by photo."""
@@ -112,17 +118,17 @@ class IndexReader:
         manifest = self._current(manifest)
         columns = sorted({*FACE_COLUMNS, "status", *(PHOTO_COLUMNS if with_photos else ())})
         tables = [self.storage.read_parquet(shard.path, columns) for shard in manifest.shards]
-        live = _live_mask(tables)
-        combined = _concat(tables, columns)
-        is_face = live & _bools(pc.equal(combined.column("status"), STATUS_FACES))
+        live = live_mask(tables)
+        combined = concat_columns(tables, columns)
+        is_face = live & as_bools(pc.equal(combined.column("status"), STATUS_FACES))
         # A photo's first row (its only one unless it has several faces) describes the photo.
-        is_photo = live & _bools(pc.fill_null(pc.equal(combined.column("face"), 0), True))
+        is_photo = live & as_bools(pc.fill_null(pc.equal(combined.column("face"), 0), True))
         return IndexSnapshot(
             manifest=manifest,
             location=self.location,
             descriptors=self._read_descriptors(manifest, is_face),
-            faces=_filter(combined.select(list(FACE_COLUMNS)), is_face),
-            photos=_filter(combined.select(list(PHOTO_COLUMNS)), is_photo)
+            faces=filter_rows(combined.select(list(FACE_COLUMNS)), is_face),
+            photos=filter_rows(combined.select(list(PHOTO_COLUMNS)), is_photo)
             if with_photos
             else SCHEMA.empty_table().select(list(PHOTO_COLUMNS)),
         )

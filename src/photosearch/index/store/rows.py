@@ -26,7 +26,19 @@ from photosearch.index.store.format import (
     STATUS_NO_FACE,
 )
 
-__all__ = ["descriptors_of", "landmarks_of", "photo_rows", "tombstone_rows"]
+# The store re-exports descriptors_of, landmarks_of, photo_rows and tombstone_rows; the others
+# are the shard-log helpers its reader and writer share.
+__all__ = [
+    "as_bools",
+    "concat_columns",
+    "descriptors_of",
+    "filter_rows",
+    "landmarks_of",
+    "live_mask",
+    "live_rows",
+    "photo_rows",
+    "tombstone_rows",
+]
 
 
 def photo_rows(
@@ -113,7 +125,7 @@ def _table(columns: dict[str, Any], rows: int) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def _live_mask(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> np.ndarray:
+def live_mask(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> np.ndarray:
     """Which rows of the concatenated shards (manifest order) are their photo's last record."""
     sizes = [table.num_rows for table in tables]
     starts = np.cumsum([0, *sizes])[:-1]
@@ -125,7 +137,7 @@ def _live_mask(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> np.
         photos = tables[position].column("photo")
         start = starts[position]
         if later is not None and len(later):
-            superseded = _bools(pc.is_in(photos, value_set=later))
+            superseded = as_bools(pc.is_in(photos, value_set=later))
             mask[start : start + len(photos)] &= ~superseded
         if position > 0:
             mine = pc.unique(photos)
@@ -133,29 +145,29 @@ def _live_mask(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> np.
     if not keep_tombstones:
         for start, table in zip(starts, tables, strict=True):
             deleted = pc.equal(table.column("status"), STATUS_DELETED)
-            mask[start : start + table.num_rows] &= ~_bools(deleted)
+            mask[start : start + table.num_rows] &= ~as_bools(deleted)
     return mask
 
 
-def _bools(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
+def as_bools(array: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _filter(table: pa.Table, mask: np.ndarray) -> pa.Table:
+def filter_rows(table: pa.Table, mask: np.ndarray) -> pa.Table:
     return table if mask.all() else table.filter(pa.array(mask))
 
 
-def _concat(tables: Sequence[pa.Table], columns: Sequence[str]) -> pa.Table:
+def concat_columns(tables: Sequence[pa.Table], columns: Sequence[str]) -> pa.Table:
     if not tables:
         return SCHEMA.empty_table().select(list(columns))
     return pa.concat_tables([table.select(list(columns)) for table in tables])
 
 
-def _live_rows(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> pa.Table:
+def live_rows(tables: Sequence[pa.Table], keep_tombstones: bool = False) -> pa.Table:
     """Concatenated shards (in manifest order) reduced to each photo's last record."""
     if not tables:
         return SCHEMA.empty_table()
-    return _filter(pa.concat_tables(tables), _live_mask(tables, keep_tombstones))
+    return filter_rows(pa.concat_tables(tables), live_mask(tables, keep_tombstones))
 
 
 def descriptors_of(

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from photosearch.index.store.files import IndexFiles, _info_age, read_manifest
+from photosearch.index.store.files import IndexFiles, info_age, read_manifest
 from photosearch.index.store.format import (
     LOCK_NAME,
     MANIFEST_NAME,
@@ -35,7 +35,7 @@ from photosearch.index.store.format import (
     IndexFormatError,
 )
 from photosearch.index.store.manifest import Manifest, Retired, ShardInfo, utc_now
-from photosearch.index.store.rows import _live_rows, tombstone_rows
+from photosearch.index.store.rows import live_rows, tombstone_rows
 
 __all__ = [
     "GC_GRACE_SECONDS",
@@ -189,7 +189,7 @@ class IndexWriter:
             # Only one row per photo is needed: its first (or only) row.
             table = table.filter(pc.fill_null(pc.equal(table.column("face"), 0), True))
             tables.append(table.append_column("shard", pa.repeat(shard.path, table.num_rows)))
-        live = _live_rows(tables)
+        live = live_rows(tables)
         names = ("photo", *PhotoState._fields[1:])
         # Millions of small objects: the cyclic GC would rescan them over and over meanwhile.
         gc_was_enabled = gc.isenabled()
@@ -228,7 +228,7 @@ class IndexWriter:
                 continue
             # Locally we hold the lock, so an unreferenced shard is a crashed writer's leftover;
             # on object stores it might be another writer's work in progress, so wait.
-            age = _info_age(info, now)
+            age = info_age(info, now)
             if self.storage.local or (age is not None and age >= self.gc_grace_seconds):
                 self.storage.remove(relative)
 
@@ -393,7 +393,7 @@ class IndexWriter:
         if len(merged) < 1 or (len(merged) == 1 and start > 0):
             return None
         tables = [self.storage.read_parquet(shard.path, SCHEMA.names) for shard in merged]
-        live = _live_rows(tables, keep_tombstones=start > 0).cast(SCHEMA)
+        live = live_rows(tables, keep_tombstones=start > 0).cast(SCHEMA)
         generation = self._next_generation
         kept = list(shards[:start])
         shard_path = None
