@@ -20,6 +20,7 @@ def main() -> None:
 def register_commands() -> None:
     """Sub-commands and groups that live in their own modules."""
     from photosearch.app.launch import app
+    from photosearch.cli.app_users import users
     from photosearch.cli.aws import aws
     from photosearch.cli.evaluate import eval_group
     from photosearch.cli.faces import faces
@@ -28,6 +29,7 @@ def register_commands() -> None:
 
     for command in (faces, index, info, search, eval_group, aws, app):
         main.add_command(command)
+    app.add_command(users)  # photosearch app users add | remove | list
 
 
 register_commands()

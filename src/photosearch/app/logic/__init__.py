@@ -2,14 +2,16 @@
 
 The page script (page.py) only lays out widgets and calls into this package, one module a job:
 
-- `config`: configuration and login (password hashed, refusal to serve the network without one);
+- `config`: configuration and the password (hashed; refusal to serve the network without one);
+- `identity`: who uses the page (the user the gateway vouches for, or the loopback owner);
 - `library`: the album and its index (the committed part, reloaded when a commit lands);
 - `matching`: the search call: ONE function, `find_matches`, and the settings the page offers;
 - `references`: reference photos (faces found, face thumbnails, which face is the person);
 - `session`: a browser session's search state (references, threshold, "not me" exclusions);
 - `results`: results (pages of matches, thumbnails with the matched face boxed) and acting on
   them (zip download, copy to a folder);
-- `people`: saved people (descriptors and exclusions on disk, "forget" deletes them);
+- `people`: each user's saved people (descriptors and exclusions under their own prefix,
+  local or S3; "forget" deletes them);
 - `indexing`: background indexing with progress, which never blocks searching the committed part.
 
 Privacy: an uploaded reference photo is decoded in memory and only its face descriptors and
@@ -34,6 +36,7 @@ from photosearch.app.logic.config import (
     password_hash_from,
     verify_password,
 )
+from photosearch.app.logic.identity import User, page_user
 from photosearch.app.logic.indexing import DONE, FAILED, RUNNING
 from photosearch.app.logic.library import AlbumStatus, Library, album_of_index, known_albums
 from photosearch.app.logic.matching import (
@@ -52,13 +55,15 @@ from photosearch.app.logic.matching import (
     strictness_words,
     threshold_words,
 )
-from photosearch.app.logic.people import PeopleStore
+from photosearch.app.logic.people import PeopleStore, adopt_legacy_people, people_location
 from photosearch.app.logic.references import FACE_THUMBNAIL_SIDE, Reference, ReferenceReader
 from photosearch.app.logic.results import (
     BOX_COLOUR,
     PER_PAGE,
     RESULT_THUMBNAIL_SIZE,
+    copy_destination,
     copy_matches,
+    copy_to_folder,
     match_caption,
     page_of,
     zip_bytes,
@@ -101,9 +106,13 @@ __all__ = [
     "ReferenceReader",
     "SearchSession",
     "StartRefused",
+    "User",
+    "adopt_legacy_people",
     "album_of_index",
     "check_startable",
+    "copy_destination",
     "copy_matches",
+    "copy_to_folder",
     "default_strictness",
     "find_matches",
     "hash_password",
@@ -112,7 +121,9 @@ __all__ = [
     "known_albums",
     "match_caption",
     "page_of",
+    "page_user",
     "password_hash_from",
+    "people_location",
     "strictness_words",
     "threshold_words",
     "verify_password",

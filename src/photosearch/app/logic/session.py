@@ -119,6 +119,17 @@ class SearchSession:
         else:
             self.session_exclusions.add((match.photo, match.face_index))
 
+    def hidden(self, store: PeopleStore, album: str) -> list[tuple[str, int]]:
+        """The (photo, face) pairs marked "not me" for this search, sorted: what undo offers."""
+        return sorted(self.exclusions(store, album))
+
+    def unhide(self, photo: str, face: int, store: PeopleStore, album: str) -> None:
+        """Undo "not me": the face may match again (saved person or this session alike)."""
+        self.session_exclusions.discard((photo, int(face)))
+        person = self.person(store)
+        if person is not None:
+            store.remove_exclusion(person.id, album, photo, face)
+
     def save_person(self, name: str, store: PeopleStore, album: str, model_id: str) -> SavedPerson:
         """Save (or update) the person: descriptors, a face thumbnail and the exclusions."""
         references = [reference for _, reference in self.references]
