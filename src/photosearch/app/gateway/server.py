@@ -112,7 +112,7 @@ def gateway_app(settings: GatewaySettings) -> Starlette:
             return RedirectResponse(f"{LOGIN_PATH}?next={quote(target)}", status_code=303)
         response = PlainTextResponse("sign in first\n", status_code=401)
         response.headers["Cache-Control"] = "no-store"
-        return response
+        return _hang_up_if_body(request, response)
 
     def form_page(status: int, **values) -> HTMLResponse:
         response = HTMLResponse(login_html(**values), status_code=status)
@@ -136,7 +136,7 @@ def gateway_app(settings: GatewaySettings) -> Starlette:
         try:
             body = await _read_body(request, _LOGIN_FORM_BYTES)
         except _TooLarge:
-            return PlainTextResponse("too large\n", status_code=413)
+            return _hang_up_if_body(request, PlainTextResponse("too large\n", status_code=413))
         fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=5)
         account = (fields.get("account") or [""])[0].strip().lower()[:64]
         password = (fields.get("password") or [""])[0]
@@ -198,7 +198,7 @@ def gateway_app(settings: GatewaySettings) -> Starlette:
         try:
             body = await _read_body(request, settings.max_body_bytes)
         except _TooLarge:
-            return PlainTextResponse("upload too large\n", status_code=413)
+            return _hang_up_if_body(request, PlainTextResponse("too large\n", status_code=413))
         headers = forwarded_headers(
             request.headers.items(),
             user=account.name,
@@ -239,6 +239,14 @@ def gateway_app(settings: GatewaySettings) -> Starlette:
             Route("/{path:path}", forward, methods=_METHODS),
         ]
     )
+
+
+def _hang_up_if_body(request: Request, response: Response) -> Response:
+    """Close the connection after answering, so an unread body is never taken in (uvicorn
+    would otherwise read and drop it to keep the connection alive)."""
+    if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+        response.headers["Connection"] = "close"
+    return response
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
