@@ -7,7 +7,9 @@ CloudFront and Secrets Manager are called through their own APIs, as on AWS.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 from aws_server import REGION, aws_env, moto_endpoint  # noqa: F401  (fixtures)
@@ -107,6 +109,22 @@ def test_deploy_status_pause_resume_undeploy(aws_env) -> None:  # noqa: F811
     )
     assert again.exit_code == 0, again.output
     assert len(session.client("cloudfront").list_distributions()["DistributionList"]["Items"]) == 1
+
+    # No Docker engine here: the image is built in CodeBuild from a bundle of the tracked files.
+    built = run("app", "build", "--no-wait", "--codebuild")
+    assert built.exit_code == 0, built.output
+    assert parameters["ImageUri"] in built.output  # deploy pointed at the tag build pushes
+    artifacts = stack_output("photosearch", "ArtifactsBucketName")
+    bundle = session.client("s3").get_object(Bucket=artifacts, Key="app-build/source.zip")
+    with zipfile.ZipFile(io.BytesIO(bundle["Body"].read())) as archive:
+        names = set(archive.namelist())
+    assert {"Dockerfile", "pyproject.toml", "src/photosearch/app/page.py"} <= names
+    assert not any(name.startswith((".venv/", "test-artifacts/")) for name in names)
+    (project,) = session.client("codebuild").batch_get_projects(names=["photosearch-app"])[
+        "projects"
+    ]
+    assert project["serviceRole"] == stack_output("photosearch-app", "BuildRoleArn")
+    assert project["environment"]["privilegedMode"] is True
 
     gone = run("app", "undeploy")
     assert gone.exit_code == 0, gone.output

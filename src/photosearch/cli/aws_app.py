@@ -193,3 +193,52 @@ def undeploy(name_prefix, region) -> None:
     except clients.AwsError as exc:
         _fail(str(exc))
     click.echo("deleted " + "; ".join(deleted) if deleted else "nothing was deployed")
+
+
+@app_group.command()
+@click.option(
+    "--flavour",
+    type=click.Choice(["full", "slim"]),
+    default="full",
+    show_default=True,
+    help="full: the face engine inside; slim: no torch.",
+)
+@click.option("--codebuild", "force_codebuild", is_flag=True, help="Even when Docker runs here.")
+@click.option("--no-wait", is_flag=True, help="Return once the CodeBuild build has started.")
+@_common
+def build(flavour, force_codebuild, no_wait, name_prefix, region) -> None:
+    """Build the app image and push it to ECR: with Docker here when an engine runs, else in
+    CodeBuild from a source bundle in the artifacts bucket (needs `aws app deploy` first, for
+    its build role). Pushes <account>.dkr.ecr.<region>.amazonaws.com/<prefix>-app:FLAVOUR."""
+    clients, client = _clients(region)
+    from photosearch.aws import app_hosting, app_image
+    from photosearch.aws import stack as stacks
+
+    try:
+        repository = app_image.ensure_repository(
+            client("ecr"), app_image.repository_name(name_prefix)
+        )
+        image_uri = f"{repository}:{flavour}"
+        if app_image.docker_available() and not force_codebuild:
+            say(f"building {image_uri} with the local Docker engine")
+            app_image.build_with_docker(client("ecr"), image_uri, flavour)
+            click.echo(f"pushed {image_uri}")
+            return
+        cloudformation = client("cloudformation")
+        storage = stacks.require_stack(cloudformation, stacks.stack_name_for(name_prefix), "")
+        hosting = stacks.describe_stack(cloudformation, app_hosting.hosting_stack_name(name_prefix))
+        if hosting is None or "BuildRoleArn" not in hosting.outputs:
+            _fail("no Docker engine here: run `photosearch aws app deploy` first (its build role)")
+        result = app_image.build_with_codebuild(
+            client,
+            name_prefix=name_prefix,
+            image_uri=image_uri,
+            flavour=flavour,
+            bucket=storage.outputs["ArtifactsBucketName"],
+            role_arn=hosting.outputs["BuildRoleArn"],
+            wait=not no_wait,
+            on_status=say,
+        )
+    except clients.AwsError as exc:
+        _fail(str(exc))
+    click.echo(f"{result['image']}: build {result['id']} {result['status']}")
