@@ -34,7 +34,7 @@ class PublicApp:
     port: int
     process: subprocess.Popen
     log_path: Path
-    users_file: Path
+    users_file: str  # a path or an s3:// URL
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -83,10 +83,19 @@ def public_app(
         str(port),
         "--no-browser",
     ]
+    with running_app(command, environment, work, port, str(users_file)) as app:
+        yield app
+
+
+@contextmanager
+def running_app(
+    command: list[str], environment: Mapping[str, str], work: Path, port: int, users_file: str
+) -> Iterator[PublicApp]:
+    """Run `command` (a public app on `port`) until the block ends."""
     log_path = work / "public-app.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, env=environment, cwd=work, stdout=log, stderr=subprocess.STDOUT
+            command, env=dict(environment), cwd=work, stdout=log, stderr=subprocess.STDOUT
         )
     app = PublicApp(f"http://127.0.0.1:{port}", port, process, log_path, users_file)
     try:

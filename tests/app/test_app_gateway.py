@@ -11,6 +11,7 @@ import http.client
 import json
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from app_album import shared_album
@@ -328,4 +329,4 @@ def test_users_removed_while_running_lose_access(app):
     assert UsersFile(str(app.users_file)).remove("bob")
     time.sleep(10.5)  # the gateway re-reads the users file every 10 s
     assert request(app, "GET", "/_stcore/health", headers={"Cookie": cookie})[0] == 401
-    assert json.loads(app.users_file.read_text())["users"].keys() == {"alice"}
+    assert json.loads(Path(app.users_file).read_text())["users"].keys() == {"alice"}

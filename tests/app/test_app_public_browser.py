@@ -1,27 +1,36 @@
-"""The public app in Chromium: two friends sign in through the gateway, each sees only their
-own saved people (kept on a loopback S3 server), and a signed-out browser gets nothing.
+"""The public app in Chromium, started as the AWS task starts it: two friends sign in
+through the gateway, each sees only their own saved people, and a signed-out browser gets
+nothing.
 
-The app is the real `photosearch app --public` (tests/public_app.py) on a real indexed album;
-Debian's Chromium is driven through Playwright (never `playwright install`). Screenshots land
-in test-artifacts/app/.
+The command and environment are exactly the task definition's (infra/app-hosting.yaml, its
+parameters filled in as `photosearch aws app deploy` fills them), run here outside Docker; the
+password comes as the Secrets Manager reference would inject it, and AWS is a loopback moto
+server holding the album, its index, the users file and the saved people. Only the port
+differs (a free one instead of 8501). Debian's Chromium is driven through Playwright (never
+`playwright install`). Screenshots land in test-artifacts/app/.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import aws_server
 import pytest
 from app_album import OBAMA_REFERENCE, PHOTOS, album_keys_showing, shared_album
 from conftest import REPO_ROOT
-from public_app import FRIENDS, OWNER_PASSWORD, public_app
+from public_app import FRIENDS, OWNER_PASSWORD, add_users, free_port, running_app
+
+from photosearch.aws.app_hosting import HOSTING_TEMPLATE
 
 CHROMIUM = Path(shutil.which("chromium") or "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "app"
 STEP_TIMEOUT_MS = 90_000
-BUCKET = "public-app-people"
+BUCKET = "photosearch-embeddings"  # the saved people, the users file and the index
+ALBUM_BUCKET = "photosearch-album"
 
 pytestmark = pytest.mark.slow
 
@@ -61,14 +70,54 @@ def s3(tmp_path_factory):
     server.stop()
 
 
+def task_command_and_environment(parameters: dict[str, str]) -> tuple[list[str], dict]:
+    """The app container's command and plain environment, resolved as CloudFormation would."""
+    template = aws_server.load_template(HOSTING_TEMPLATE)
+    resolver = aws_server.TemplateResolver(template, parameters, stack_name="photosearch-app")
+    (container,) = template["Resources"]["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    environment = {
+        item["Name"]: resolver.resolve(item["Value"]) for item in container["Environment"]
+    }
+    assert [item["Name"] for item in container["Secrets"]] == ["PHOTOSEARCH_APP_PASSWORD"]
+    return resolver.resolve(container["Command"]), environment
+
+
 @pytest.fixture(scope="module")
 def app(sync_api, s3, tmp_path_factory):
     pytest.importorskip("streamlit", reason="streamlit is not installed")
     album = shared_album(tmp_path_factory)
-    _, variables = s3
-    extra = {**variables, "PHOTOSEARCH_APP_PEOPLE": f"s3://{BUCKET}/saved-people"}
+    client, variables = s3
+    aws_server.create_bucket(client, ALBUM_BUCKET)
+    for path in album.album.rglob("*"):
+        if path.is_file():
+            key = f"album/{path.relative_to(album.album).as_posix()}"
+            client.put_object(Bucket=ALBUM_BUCKET, Key=key, Body=path.read_bytes())
+    for path in Path(album.index).rglob("*"):
+        if path.is_file():
+            key = f"index/{path.relative_to(album.index).as_posix()}"
+            client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
+    parameters = {  # what `photosearch aws app deploy` passes
+        "AlbumUrl": f"s3://{ALBUM_BUCKET}/album",
+        "IndexUrl": f"s3://{BUCKET}/index",
+        "PeopleUrl": f"s3://{BUCKET}/saved-people",
+        "UsersUrl": f"s3://{BUCKET}/app/users.json",
+    }
+    command, task_environment = task_command_and_environment(parameters)
+    assert command[0] == "photosearch" and command[command.index("--port") + 1] == "8501"
+    port = free_port()
+    command = [str(Path(sys.executable).with_name("photosearch")), *command[1:]]
+    command[command.index("--port") + 1] = str(port)
+    # A container has a PATH and HOME; AWS credentials come from the task role there, from
+    # the moto server's variables here.
+    base = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **variables}
+    add_users({**base, "PHOTOSEARCH_APP_USERS": parameters["UsersUrl"]}, FRIENDS)
+    environment = {
+        **base,
+        **task_environment,
+        "PHOTOSEARCH_APP_PASSWORD": OWNER_PASSWORD,  # as the secret reference injects it
+    }
     work = tmp_path_factory.mktemp("public-browser")
-    with public_app(str(album.album), str(album.index), work, extra) as running:
+    with running_app(command, environment, work, port, parameters["UsersUrl"]) as running:
         yield running
 
 
@@ -167,9 +216,10 @@ def test_two_friends_each_see_only_their_own_people(app, browser, s3):
     alice.get_by_text("Signed in as").wait_for()
     assert saved_people(alice) == ["Alice's pick"]
 
-    keys = [o["Key"] for o in client.list_objects_v2(Bucket=BUCKET).get("Contents", [])]
-    assert {key.split("/")[1] for key in keys} == {"alice", "bob"}
-    assert all(key.startswith("saved-people/") for key in keys)
+    listed = client.list_objects_v2(Bucket=BUCKET, Prefix="saved-people/").get("Contents", [])
+    keys = [o["Key"] for o in listed]
+    assert {key.split("/")[1] for key in keys} == {"alice", "bob"}  # one prefix per user
+    assert len(keys) == 4  # person.json and face.jpg each: no uploaded photo is stored
 
     owner = new_tab(browser)
     sign_in(owner, app.url, "owner", OWNER_PASSWORD)
