@@ -33,6 +33,11 @@ def get_reader() -> logic.ReferenceReader:
 
 
 @st.cache_resource(show_spinner=False)
+def get_endpoint_search(endpoint: str, model_id: str | None) -> logic.EndpointSearch:
+    return logic.EndpointSearch(endpoint, model_id)
+
+
+@st.cache_resource(show_spinner=False)
 def get_people(location: str, legacy: str | None) -> logic.PeopleStore:
     store = logic.PeopleStore(location)
     if legacy:  # people saved before accounts existed belong to the owner
@@ -103,7 +108,11 @@ def album_picker(public: bool) -> None:
 
 
 def album_panel(
-    library: logic.Library, status: logic.AlbumStatus, public: bool, user: logic.User
+    library: logic.Library,
+    status: logic.AlbumStatus,
+    public: bool,
+    user: logic.User,
+    can_index: bool = True,
 ) -> None:
     st.sidebar.header("Album")
     st.sidebar.code(status.album, language=None, wrap_lines=True)
@@ -124,7 +133,7 @@ def album_panel(
                     st.caption(f"…and {unreadable - MAX_ERRORS_SHOWN} more: `photosearch info`.")
     else:
         st.sidebar.info("This album is not indexed yet.")
-    if user.is_owner:  # friends search; only the owner indexes
+    if user.is_owner and can_index:  # friends search; only the owner indexes (here or on AWS)
         indexing_panel(library, first_time=not status.indexed)
     with st.sidebar.expander("Details"):
         st.caption(f"Index: `{status.index}`")
@@ -281,7 +290,14 @@ def results_section(
             key="threshold",
         )
         st.caption(logic.threshold_words(session.threshold))
-    matches = session.matches(library, people)
+    remote = reader if isinstance(reader, logic.EndpointSearch) else None
+    try:
+        matches = session.matches(library, people, remote)
+    except Exception as error:  # the endpoint: throttled, stopped, unreachable (one line)
+        if remote is None:
+            raise
+        st.error(f"The search service did not answer: {error}")
+        return
     album = library.album.location
     hidden_section(session, people, album)
     if not matches:
@@ -403,7 +419,7 @@ def main() -> None:
     from photosearch.index.indexer import data_dir
 
     library = get_library(album, index)
-    reader = get_reader()
+    endpoint = logic.endpoint_from()
     location = logic.people_location(user.name)
     legacy = data_dir() / "people"
     people = get_people(location, str(legacy) if user.is_owner and "://" not in location else None)
@@ -413,8 +429,10 @@ def main() -> None:
     except (IndexStoreError, AlbumError, OSError) as error:
         st.error(f"Cannot read the index at {library.index_location}: {error}")
         st.stop()
+    # With an endpoint, faces are found and searched there: no face models in the app.
+    reader = get_endpoint_search(endpoint, status.model_id) if endpoint else get_reader()
 
-    album_panel(library, status, config.public, user)
+    album_panel(library, status, config.public, user, can_index=endpoint is None)
     people_panel(session, people)
     if config.public:
         st.sidebar.caption(f"Signed in as **{user.name}** · [Sign out](/_photosearch/logout)")

@@ -12,7 +12,8 @@ The page script (page.py) only lays out widgets and calls into this package, one
   them (zip download, copy to a folder);
 - `people`: each user's saved people (descriptors and exclusions under their own prefix,
   local or S3; "forget" deletes them);
-- `indexing`: background indexing with progress, which never blocks searching the committed part.
+- `indexing`: background indexing with progress, which never blocks searching the committed part;
+- `remote`: the same search through the SageMaker endpoint (PHOTOSEARCH_APP_ENDPOINT).
 
 Privacy: an uploaded reference photo is decoded in memory and only its face descriptors and
 small face thumbnails are kept, for the browser session; nothing reaches the disk unless the
@@ -57,6 +58,7 @@ from photosearch.app.logic.matching import (
 )
 from photosearch.app.logic.people import PeopleStore, adopt_legacy_people, people_location
 from photosearch.app.logic.references import FACE_THUMBNAIL_SIDE, Reference, ReferenceReader
+from photosearch.app.logic.remote import EndpointSearch, endpoint_from
 from photosearch.app.logic.results import (
     BOX_COLOUR,
     PER_PAGE,
@@ -98,6 +100,7 @@ __all__ = [
     "THRESHOLD_STEP",
     "AlbumStatus",
     "AppConfig",
+    "EndpointSearch",
     "Library",
     "Match",
     "PeopleStore",
@@ -114,6 +117,7 @@ __all__ = [
     "copy_matches",
     "copy_to_folder",
     "default_strictness",
+    "endpoint_from",
     "find_matches",
     "hash_password",
     "is_loopback",

@@ -99,17 +99,19 @@ class SearchSession:
         saved = set(person.exclusions_for(album)) if person is not None else set()
         return saved | self.session_exclusions
 
-    def matches(self, library: Library, store: PeopleStore) -> list[Match]:
+    def matches(self, library: Library, store: PeopleStore, remote=None) -> list[Match]:
+        """The search; `remote` (an EndpointSearch) runs it on the endpoint instead."""
         index = library.searchable()
         if index is None:
             return []
-        return find_matches(
-            self.descriptors(store),
-            index,
-            threshold=None if self.automatic else self.threshold,
-            strictness=self.strictness if self.automatic else None,
-            exclude=self.exclusions(store, library.album.location),
-        )
+        settings = {
+            "threshold": None if self.automatic else self.threshold,
+            "strictness": self.strictness if self.automatic else None,
+            "exclude": self.exclusions(store, library.album.location),
+        }
+        if remote is not None:
+            return remote.matches(self.descriptors(store), **settings)
+        return find_matches(self.descriptors(store), index, **settings)
 
     def mark_not_me(self, match: Match, store: PeopleStore, album: str) -> None:
         """Exclude this face from this person's results, for good if the person is saved."""
