@@ -208,6 +208,8 @@ def deploy(
     album: str,
     index: str,
     image_uri: str | None = None,
+    flavour: str = "full",
+    endpoint_name: str | None = None,
     domain: str | None = None,
     certificate_arn: str | None = None,
     vpc: str | None = None,
@@ -228,7 +230,9 @@ def deploy(
     if image_uri is None:
         with explained("reading the account"):
             account = clients("sts").get_caller_identity()["Account"]
-        image_uri = default_image_uri(account, clients("sts").meta.region_name, name_prefix)
+        image_uri = default_image_uri(
+            account, clients("sts").meta.region_name, name_prefix, flavour
+        )
     secret_arn = store_password(clients("secretsmanager"), name_prefix, password)
     if vpc is None or not subnets:
         vpc, subnets = default_subnets(clients("ec2"))
@@ -252,6 +256,7 @@ def deploy(
         "Memory": memory,
         "OriginSecret": origin_secret,
         "CertificateArn": certificate_arn or "",
+        "EndpointName": endpoint_name or "",
         "ArtifactsBucket": storage.outputs["ArtifactsBucketName"],
     }
     result = stacks.provision(

@@ -79,6 +79,19 @@ def app_group() -> None:
 @click.option("--album", required=True, metavar="S3_URL", help="The album (s3://...).")
 @click.option("--index", "index_url", required=True, metavar="S3_URL", help="Its index.")
 @click.option("--image-uri", default=None, help="Default: the tag `aws app build` pushes.")
+@click.option(
+    "--flavour",
+    type=click.Choice(["full", "slim"]),
+    default="full",
+    show_default=True,
+    help="Which image tag to run: full (engine inside) or slim (needs --endpoint).",
+)
+@click.option(
+    "--endpoint",
+    "endpoint_name",
+    default=None,
+    help="Search through this SageMaker endpoint (e.g. <prefix>-search from `aws deploy`).",
+)
 @click.option("--domain", default=None, help="Serve on your domain (needs --certificate-arn).")
 @click.option("--certificate-arn", default=None, help="ACM certificate for --domain.")
 @click.option("--vpc", default=None, help="Default: the default VPC.")
@@ -91,6 +104,8 @@ def deploy(
     album,
     index_url,
     image_uri,
+    flavour,
+    endpoint_name,
     domain,
     certificate_arn,
     vpc,
@@ -105,6 +120,10 @@ def deploy(
     owner's password comes from PHOTOSEARCH_APP_PASSWORD or a prompt, into Secrets Manager."""
     if bool(domain) != bool(certificate_arn):
         _fail("--domain and --certificate-arn go together", status=2)
+    if flavour == "slim" and not endpoint_name:
+        _fail("the slim image has no face engine: give --endpoint", status=2)
+    if endpoint_name and not endpoint_name.startswith(f"{name_prefix}-"):
+        _fail(f"the app role may only call endpoints named {name_prefix}-*", status=2)
     for name, url in (("--album", album), ("--index", index_url)):
         if not url.startswith("s3://"):
             _fail(f"{name} must be an s3:// URL on AWS, got {url!r}", status=2)
@@ -120,6 +139,8 @@ def deploy(
             album=album,
             index=index_url,
             image_uri=image_uri,
+            flavour=flavour,
+            endpoint_name=endpoint_name,
             domain=domain,
             certificate_arn=certificate_arn,
             vpc=vpc,
