@@ -1,12 +1,13 @@
 """The public app in Chromium, started as the AWS task starts it: two friends sign in
-through the gateway, each sees only their own saved people, and a signed-out browser gets
-nothing.
+through the gateway, search through the endpoint, each sees only their own saved people, and a
+signed-out browser gets nothing.
 
 The command and environment are exactly the task definition's (infra/app-hosting.yaml, its
 parameters filled in as `photosearch aws app deploy` fills them), run here outside Docker; the
 password comes as the Secrets Manager reference would inject it, and AWS is a loopback moto
-server holding the album, its index, the users file and the saved people. Only the port
-differs (a free one instead of 8501). Debian's Chromium is driven through Playwright (never
+server holding the album, its index, the users file and the saved people, with
+`photosearch aws serve-local` as the search endpoint. Only the port differs (a free one
+instead of 8501). Debian's Chromium is driven through Playwright (never
 `playwright install`). Screenshots land in test-artifacts/app/.
 """
 
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import aws_server
@@ -31,6 +35,7 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "app"
 STEP_TIMEOUT_MS = 90_000
 BUCKET = "photosearch-embeddings"  # the saved people, the users file and the index
 ALBUM_BUCKET = "photosearch-album"
+ENDPOINT = "photosearch-search"
 
 pytestmark = pytest.mark.slow
 
@@ -96,11 +101,12 @@ def app(sync_api, s3, tmp_path_factory):
         if path.is_file():
             key = f"index/{path.relative_to(album.index).as_posix()}"
             client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
-    parameters = {  # what `photosearch aws app deploy` passes
+    parameters = {  # what `photosearch aws app deploy --endpoint photosearch-search` passes
         "AlbumUrl": f"s3://{ALBUM_BUCKET}/album",
         "IndexUrl": f"s3://{BUCKET}/index",
         "PeopleUrl": f"s3://{BUCKET}/saved-people",
         "UsersUrl": f"s3://{BUCKET}/app/users.json",
+        "EndpointName": ENDPOINT,
     }
     command, task_environment = task_command_and_environment(parameters)
     assert command[0] == "photosearch" and command[command.index("--port") + 1] == "8501"
@@ -117,8 +123,48 @@ def app(sync_api, s3, tmp_path_factory):
         "PHOTOSEARCH_APP_PASSWORD": OWNER_PASSWORD,  # as the secret reference injects it
     }
     work = tmp_path_factory.mktemp("public-browser")
-    with running_app(command, environment, work, port, parameters["UsersUrl"]) as running:
-        yield running
+    # The search endpoint: `photosearch aws serve-local` on the same S3 index; the app's boto3
+    # reaches it as it would reach SageMaker.
+    endpoint_port = free_port()
+    with open(work / "endpoint.log", "wb") as log:
+        endpoint = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("photosearch")),
+                "aws",
+                "serve-local",
+                "--index",
+                parameters["IndexUrl"],
+                "--port",
+                str(endpoint_port),
+                "--endpoint-name",
+                ENDPOINT,
+            ],
+            env={**base, "AWS_DEFAULT_REGION": variables["AWS_DEFAULT_REGION"]},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_ping(f"http://127.0.0.1:{endpoint_port}/ping", endpoint, work / "endpoint.log")
+        environment["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = f"http://127.0.0.1:{endpoint_port}"
+        with running_app(command, environment, work, port, parameters["UsersUrl"]) as running:
+            yield running
+        assert "POST /endpoints/" in (work / "endpoint.log").read_text()  # it was asked
+    finally:
+        endpoint.terminate()
+        endpoint.wait(20)
+
+
+def wait_for_ping(url: str, process, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.3)
+    raise RuntimeError(f"serve-local did not start:\n{log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +244,8 @@ def test_two_friends_each_see_only_their_own_people(app, browser, s3):
     sign_in(alice, app.url, "alice", FRIENDS["alice"])
     alice.get_by_text("Signed in as").wait_for()
     assert saved_people(alice) == []
-    # A friend searches; only the owner indexes.
-    assert alice.get_by_role("button", name="Index new photos").count() == 0
+    # A friend searches; only the owner indexes (on AWS, the endpoint searching here).
+    assert alice.get_by_text("index new photos on AWS").count() == 0
     save_person(alice, "Alice's pick")
     screenshot(alice, "public-02-alice-saved")
 
@@ -223,7 +269,7 @@ def test_two_friends_each_see_only_their_own_people(app, browser, s3):
 
     owner = new_tab(browser)
     sign_in(owner, app.url, "owner", OWNER_PASSWORD)
-    owner.get_by_role("button", name="Index new photos").wait_for()
+    owner.get_by_text("index new photos on AWS").wait_for()
     assert saved_people(owner) == []
 
     # Signing out ends the session: the page asks for the password again.

@@ -135,6 +135,11 @@ def album_panel(
         st.sidebar.info("This album is not indexed yet.")
     if user.is_owner and can_index:  # friends search; only the owner indexes (here or on AWS)
         indexing_panel(library, first_time=not status.indexed)
+    elif user.is_owner:
+        st.sidebar.caption(
+            "Searching through the endpoint: index new photos on AWS with "
+            f"`photosearch aws index {status.album} --index {status.index}`."
+        )
     with st.sidebar.expander("Details"):
         st.caption(f"Index: `{status.index}`")
         if status.model_id:
