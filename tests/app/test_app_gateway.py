@@ -330,3 +330,19 @@ def test_users_removed_while_running_lose_access(app):
     time.sleep(10.5)  # the gateway re-reads the users file every 10 s
     assert request(app, "GET", "/_stcore/health", headers={"Cookie": cookie})[0] == 401
     assert json.loads(Path(app.users_file).read_text())["users"].keys() == {"alice"}
+
+
+def test_an_unreadable_users_file_fails_closed_but_keeps_the_owner(tmp_path):
+    now = [0.0]
+    path = tmp_path / "users.json"
+    users = UsersFile(str(path))
+    users.add("alice", "alice-password-1")
+    owner = owner_account(logic.hash_password("owner-pw"), {})
+    directory = Directory(owner, users, refresh_seconds=10, clock=lambda: now[0])
+    path.write_text("{half a file")  # being replaced, or storage down
+    now[0] = 11
+    assert directory.get("alice") is None and directory.get("owner") is not None
+    path.unlink()
+    users.add("alice", "alice-password-2")  # readable again: alice is back at the next refresh
+    now[0] = 22
+    assert directory.verify("alice", "alice-password-2") is not None

@@ -168,20 +168,26 @@ class Directory:
         self.accounts()  # a broken users file stops the start, not the first login
 
     def accounts(self) -> dict[str, Account]:
+        """Every account; raises when the users file cannot be read (at start: refuse)."""
         now = self._clock()
         with self._lock:
             if self._loaded_at is None or now - self._loaded_at >= self.refresh_seconds:
+                self._loaded_at = now  # a failing file is retried at the next refresh only
                 found = self.users.accounts() if self.users is not None else {}
                 if self.owner is not None:
                     found[self.owner.name] = self.owner
-                self._accounts, self._loaded_at = found, now
+                self._accounts = found
             return dict(self._accounts)
 
     def get(self, name: str) -> Account | None:
         try:
             return self.accounts().get(name)
         except (AccountError, OSError):
-            return None  # the file is being replaced or unreachable: nobody new gets in
+            # Unreadable users file (being replaced, storage down): fail closed for friends
+            # until it reads again; the owner of the app's own password still gets in.
+            with self._lock:
+                self._accounts = {self.owner.name: self.owner} if self.owner else {}
+            return self._accounts.get(name)
 
     def verify(self, name: str, password: str) -> Account | None:
         """The account when `password` is its password, else None (same cost either way)."""

@@ -28,6 +28,7 @@ __all__ = [
     "ENV_FORWARDED_HOPS",
     "ENV_GATEWAY_TOKEN",
     "ENV_ORIGINS",
+    "ENV_SECURE_COOKIES",
     "free_loopback_port",
     "serve_public",
 ]
@@ -35,6 +36,9 @@ __all__ = [
 ENV_COOKIE_SECRET = "PHOTOSEARCH_APP_COOKIE_SECRET"  # optional: sessions survive a restart
 ENV_FORWARDED_HOPS = "PHOTOSEARCH_APP_FORWARDED_HOPS"  # proxies in front (CloudFront + ALB: 2)
 ENV_ORIGINS = "PHOTOSEARCH_APP_ORIGINS"  # extra allowed Origins, comma-separated
+# "1": the cookie is always Secure (HTTPS ends before the app, e.g. at CloudFront, whose load
+# balancer hop is plain HTTP and says so in X-Forwarded-Proto).
+ENV_SECURE_COOKIES = "PHOTOSEARCH_APP_SECURE_COOKIES"
 
 
 def free_loopback_port() -> int:
@@ -85,6 +89,7 @@ def serve_public(
         limiter=LoginLimiter(),
         forwarded_hops=int(environment.get(ENV_FORWARDED_HOPS) or 0),
         allowed_origins=origins,
+        secure_cookie=True if environment.get(ENV_SECURE_COOKIES) == "1" else None,
     )
     config = uvicorn.Config(
         gateway_app(settings),
