@@ -129,3 +129,35 @@ def test_endpoint_requests_take_strictness_and_descriptors():
         with pytest.raises(inference.RequestError, match=wording) as refused:
             parse(payload)
         assert refused.value.status_code == 400
+
+
+def test_the_slim_image_needs_no_torch(album, tmp_path):
+    """What the slim image runs (the CLI, the gateway, the page's logic with an endpoint)
+    imports and reads the index with torch unavailable."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "slim.py"
+    script.write_text(
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision', 'dlib'):\n"
+        "            raise ImportError('not in the slim image')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from photosearch.cli.main import main\n"
+        "import photosearch.app.gateway.serve, photosearch.app.streamlit_main\n"
+        "from photosearch.app import logic\n"
+        "library = logic.Library(sys.argv[1], sys.argv[2])\n"
+        "assert library.status().indexed and library.searchable() is not None\n"
+        "logic.EndpointSearch('photosearch-search')\n"
+        "print('torch' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(album.album), str(album.index)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"
