@@ -3,17 +3,14 @@
 `deploy` stores the owner's password in Secrets Manager (never in the template, the task's
 plain environment or a log), creates or updates the hosting stack (infra/app-hosting.yaml:
 one Fargate task behind a load balancer) and puts CloudFront in front of it for HTTPS on a
-``*.cloudfront.net`` address. CloudFront is made through its own API, not the template: the
-distribution needs nothing from the stack but the load balancer's DNS name (a stack output),
-and this way the same code runs against AWS and the loopback moto server (whose
-CloudFormation fails on a distribution read through GetAtt). With `domain` and an ACM
-certificate, the load balancer's own HTTPS listener serves your domain instead.
+``*.cloudfront.net`` address (photosearch.aws.app_front, through CloudFront's own API).
+With `domain` and an ACM certificate, the load balancer's own HTTPS listener serves your
+domain instead.
 """
 
 from __future__ import annotations
 
 import secrets as secrets_module
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +19,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from photosearch.aws import stack as stacks
+from photosearch.aws.app_front import (
+    delete_distribution,
+    ensure_distribution,
+    find_distribution,
+    origin_secret,
+)
 from photosearch.aws.clients import AwsError, explained
 from photosearch.storage.s3 import error_code
 
@@ -29,9 +32,8 @@ __all__ = [
     "HOSTING_TEMPLATE",
     "Hosting",
     "default_image_uri",
+    "default_subnets",
     "deploy",
-    "distribution_comment",
-    "find_distribution",
     "hosting_stack_name",
     "hosting_status",
     "secret_name",
@@ -41,11 +43,6 @@ __all__ = [
 ]
 
 HOSTING_TEMPLATE = Path(__file__).resolve().parents[3] / "infra" / "app-hosting.yaml"
-ORIGIN_HEADER = "X-Origin-Verify"
-# AWS managed policies: no caching (every answer is per user), and every viewer header, cookie
-# and query string forwarded (Host included, so the app's same-origin check holds).
-CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
-ALL_VIEWER = "216adef6-5c7f-47e4-b989-5492eafa07d3"
 
 
 def hosting_stack_name(name_prefix: str) -> str:
@@ -54,10 +51,6 @@ def hosting_stack_name(name_prefix: str) -> str:
 
 def secret_name(name_prefix: str) -> str:
     return f"{name_prefix}-app-password"
-
-
-def distribution_comment(name_prefix: str) -> str:
-    return f"photosearch app ({hosting_stack_name(name_prefix)})"
 
 
 def default_image_uri(account: str, region: str, name_prefix: str, flavour: str = "full") -> str:
@@ -116,90 +109,6 @@ def default_subnets(ec2: Any) -> tuple[str, list[str]]:
     return vpc, [s["SubnetId"] for s in chosen]
 
 
-def find_distribution(cloudfront: Any, name_prefix: str) -> dict[str, Any] | None:
-    """The app's CloudFront distribution (found by its comment), or None."""
-    comment = distribution_comment(name_prefix)
-    with explained("listing CloudFront distributions"):
-        for page in cloudfront.get_paginator("list_distributions").paginate():
-            for item in page.get("DistributionList", {}).get("Items", []) or []:
-                if item.get("Comment") == comment:
-                    return item
-    return None
-
-
-def _origin_secret(cloudfront: Any, distribution_id: str) -> str | None:
-    config = cloudfront.get_distribution_config(Id=distribution_id)["DistributionConfig"]
-    for origin in config["Origins"].get("Items", []):
-        for header in origin.get("CustomHeaders", {}).get("Items", []) or []:
-            if header["HeaderName"] == ORIGIN_HEADER:
-                return header["HeaderValue"]
-    return None
-
-
-def _distribution_config(name_prefix: str, origin_dns: str, origin_secret: str) -> dict:
-    origin_id = hosting_stack_name(name_prefix)
-    methods = ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"]
-    return {
-        "CallerReference": f"{origin_id}-{int(time.time())}",
-        "Comment": distribution_comment(name_prefix),
-        "Enabled": True,
-        "HttpVersion": "http2",
-        "PriceClass": "PriceClass_100",
-        "Origins": {
-            "Quantity": 1,
-            "Items": [
-                {
-                    "Id": origin_id,
-                    "DomainName": origin_dns,
-                    "CustomHeaders": {
-                        "Quantity": 1,
-                        "Items": [{"HeaderName": ORIGIN_HEADER, "HeaderValue": origin_secret}],
-                    },
-                    "CustomOriginConfig": {
-                        "HTTPPort": 80,
-                        "HTTPSPort": 443,
-                        "OriginProtocolPolicy": "http-only",
-                        "OriginReadTimeout": 60,
-                        "OriginKeepaliveTimeout": 60,
-                    },
-                }
-            ],
-        },
-        "DefaultCacheBehavior": {
-            "TargetOriginId": origin_id,
-            "ViewerProtocolPolicy": "redirect-to-https",
-            "AllowedMethods": {
-                "Quantity": len(methods),
-                "Items": methods,
-                "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]},
-            },
-            "Compress": False,
-            "CachePolicyId": CACHING_DISABLED,
-            "OriginRequestPolicyId": ALL_VIEWER,
-        },
-    }
-
-
-def ensure_distribution(
-    cloudfront: Any, name_prefix: str, origin_dns: str, origin_secret: str
-) -> dict[str, Any]:
-    """Create the distribution, or point the existing one at `origin_dns`; returns its summary."""
-    found = find_distribution(cloudfront, name_prefix)
-    config = _distribution_config(name_prefix, origin_dns, origin_secret)
-    with explained("creating the CloudFront distribution"):
-        if found is None:
-            created = cloudfront.create_distribution(DistributionConfig=config)["Distribution"]
-            return {"Id": created["Id"], "DomainName": created["DomainName"]}
-        current = cloudfront.get_distribution_config(Id=found["Id"])
-        origins = current["DistributionConfig"]["Origins"]["Items"]
-        if origins[0]["DomainName"] != origin_dns or not current["DistributionConfig"]["Enabled"]:
-            config["CallerReference"] = current["DistributionConfig"]["CallerReference"]
-            cloudfront.update_distribution(
-                Id=found["Id"], IfMatch=current["ETag"], DistributionConfig=config
-            )
-    return {"Id": found["Id"], "DomainName": found["DomainName"]}
-
-
 def deploy(
     clients: Callable[[str], Any],
     *,
@@ -238,7 +147,7 @@ def deploy(
         vpc, subnets = default_subnets(clients("ec2"))
     cloudfront = None if certificate_arn else clients("cloudfront")
     found = find_distribution(cloudfront, name_prefix) if cloudfront is not None else None
-    origin_secret = (_origin_secret(cloudfront, found["Id"]) if found else None) or (
+    secret = (origin_secret(cloudfront, found["Id"]) if found else None) or (
         secrets_module.token_urlsafe(32)
     )
     parameters = {
@@ -254,7 +163,7 @@ def deploy(
         "DesiredCount": "1",
         "Cpu": cpu,
         "Memory": memory,
-        "OriginSecret": origin_secret,
+        "OriginSecret": secret,
         "CertificateArn": certificate_arn or "",
         "EndpointName": endpoint_name or "",
         "ArtifactsBucket": storage.outputs["ArtifactsBucketName"],
@@ -270,7 +179,7 @@ def deploy(
     )
     if cloudfront is not None:
         ensure_distribution(
-            cloudfront, name_prefix, result.stack.outputs["LoadBalancerDns"], origin_secret
+            cloudfront, name_prefix, result.stack.outputs["LoadBalancerDns"], secret
         )
     set_running(clients("ecs"), name_prefix, True)
     return hosting_status(clients, name_prefix, domain=domain)
@@ -342,28 +251,7 @@ def undeploy(
 ) -> list[str]:
     """Delete the distribution, the stack and the secret; returns what was deleted (or left
     to finish: a distribution must finish disabling before it can be deleted)."""
-    done: list[str] = []
-    cloudfront = clients("cloudfront")
-    found = find_distribution(cloudfront, name_prefix)
-    if found is not None:
-        with explained("deleting the CloudFront distribution"):
-            current = cloudfront.get_distribution_config(Id=found["Id"])
-            etag = current["ETag"]
-            if current["DistributionConfig"]["Enabled"]:
-                config = {**current["DistributionConfig"], "Enabled": False}
-                etag = cloudfront.update_distribution(
-                    Id=found["Id"], IfMatch=etag, DistributionConfig=config
-                )["ETag"]
-            try:
-                cloudfront.delete_distribution(Id=found["Id"], IfMatch=etag)
-                done.append(f"CloudFront distribution {found['Id']}")
-            except ClientError as exc:
-                if error_code(exc) != "DistributionNotDisabled":
-                    raise
-                done.append(
-                    f"CloudFront distribution {found['Id']} disabled (AWS needs ~15 min before "
-                    "it can be deleted: run `photosearch aws app undeploy` again)"
-                )
+    done = delete_distribution(clients("cloudfront"), name_prefix)
     cloudformation = clients("cloudformation")
     name = hosting_stack_name(name_prefix)
     with explained(f"deleting the app stack {name}"):
