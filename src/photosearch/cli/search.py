@@ -145,9 +145,9 @@ def search(
         fail("give reference photos, or --queries FILE.csv (not both)")
     excluded = parse_exclusions(exclude)
     if endpoint:
-        if strictness is not None:
-            fail("--strictness is not sent to endpoints; use --threshold or the default")
-        run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv)
+        run_endpoint_search(
+            endpoint, references, threshold, face, excluded, as_json, as_csv, strictness
+        )
         return
 
     from photosearch.index.store import IndexStoreError
@@ -323,7 +323,9 @@ def copy_results(index, matches, destination: Path) -> None:
         say_error(problem)
 
 
-def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv) -> None:
+def run_endpoint_search(
+    endpoint, references, threshold, face, excluded, as_json, as_csv, strictness=None
+) -> None:
     from photosearch.aws.endpoint_client import EndpointSearchError, search_via_endpoint
     from photosearch.search.match import Match
 
@@ -336,7 +338,12 @@ def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json
     pairs = [(photo, face_number) for photo, face_number in excluded if face_number is not None]
     try:
         found = search_via_endpoint(
-            endpoint, images, threshold, face=None if face is None else face - 1, exclude=pairs
+            endpoint,
+            images,
+            threshold,
+            face=None if face is None else face - 1,
+            exclude=pairs,
+            strictness=strictness,
         )
     except EndpointSearchError as error:
         fail(str(error))
@@ -353,7 +360,7 @@ def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json
             **(
                 {"mode": "distance", "threshold": threshold}
                 if threshold is not None
-                else {"mode": "adaptive", "strictness": None}
+                else {"mode": "adaptive", "strictness": strictness}
             ),
             "references": len(images),
             "faces_searched": None,

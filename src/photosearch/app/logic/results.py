@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -35,7 +36,9 @@ __all__ = [
     "ResultPage",
     "ThumbnailCache",
     "boxed_thumbnail",
+    "copy_destination",
     "copy_matches",
+    "copy_to_folder",
     "match_caption",
     "page_of",
     "write_zip",
@@ -135,3 +138,25 @@ class ThumbnailCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return value
+
+
+def copy_destination(folder: str, base: str | Path | None = None) -> Path:
+    """Where *Copy to a folder* writes: `folder` as typed, ``~`` expanded, and a relative path
+    taken inside `base` (the home folder of the user running the app), never the server's
+    working directory."""
+    path = Path(folder.strip()).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else Path.home()) / path
+    return path
+
+
+def copy_to_folder(
+    album: Album, matches: Sequence[Match], folder: str, base: str | Path | None = None
+) -> CopyReport | str:
+    """Copy the matches (see `copy_matches`), or a one-line reason when the folder is unusable."""
+    destination = copy_destination(folder, base)
+    try:
+        return copy_matches(album, matches, destination)
+    except OSError as error:
+        reason = error.strerror or error.__class__.__name__
+        return f"Cannot copy to {destination}: {reason}."

@@ -99,17 +99,19 @@ class SearchSession:
         saved = set(person.exclusions_for(album)) if person is not None else set()
         return saved | self.session_exclusions
 
-    def matches(self, library: Library, store: PeopleStore) -> list[Match]:
+    def matches(self, library: Library, store: PeopleStore, remote=None) -> list[Match]:
+        """The search; `remote` (an EndpointSearch) runs it on the endpoint instead."""
         index = library.searchable()
         if index is None:
             return []
-        return find_matches(
-            self.descriptors(store),
-            index,
-            threshold=None if self.automatic else self.threshold,
-            strictness=self.strictness if self.automatic else None,
-            exclude=self.exclusions(store, library.album.location),
-        )
+        settings = {
+            "threshold": None if self.automatic else self.threshold,
+            "strictness": self.strictness if self.automatic else None,
+            "exclude": self.exclusions(store, library.album.location),
+        }
+        if remote is not None:
+            return remote.matches(self.descriptors(store), **settings)
+        return find_matches(self.descriptors(store), index, **settings)
 
     def mark_not_me(self, match: Match, store: PeopleStore, album: str) -> None:
         """Exclude this face from this person's results, for good if the person is saved."""
@@ -118,6 +120,17 @@ class SearchSession:
             store.add_exclusion(person.id, album, match.photo, match.face_index)
         else:
             self.session_exclusions.add((match.photo, match.face_index))
+
+    def hidden(self, store: PeopleStore, album: str) -> list[tuple[str, int]]:
+        """The (photo, face) pairs marked "not me" for this search, sorted: what undo offers."""
+        return sorted(self.exclusions(store, album))
+
+    def unhide(self, photo: str, face: int, store: PeopleStore, album: str) -> None:
+        """Undo "not me": the face may match again (saved person or this session alike)."""
+        self.session_exclusions.discard((photo, int(face)))
+        person = self.person(store)
+        if person is not None:
+            store.remove_exclusion(person.id, album, photo, face)
 
     def save_person(self, name: str, store: PeopleStore, album: str, model_id: str) -> SavedPerson:
         """Save (or update) the person: descriptors, a face thumbnail and the exclusions."""
