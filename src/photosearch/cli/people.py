@@ -105,7 +105,7 @@ def show(found, location: str, as_json: bool) -> None:
                     "index": location,
                     "album": found.index.snapshot.manifest.album,
                     "people": len(summaries),
-                    "faces": len(found.faces.keys),
+                    "faces_indexed": len(found.faces.keys),
                     "assigned": len(found.faces.keys) - len(loose),
                     "unassigned": [{"photo": photo, "face": face} for photo, face in loose],
                     "threshold": state.threshold,
