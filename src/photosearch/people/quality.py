@@ -13,13 +13,13 @@ the photo (bystanders) are grouped like every face but not scored.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import PurePosixPath
 
 import numpy as np
 
-__all__ = ["BCubed", "bcubed", "centre_labels"]
+__all__ = ["BCubed", "bcubed", "centre_labels", "folder_name"]
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,20 @@ def bcubed(labels: Sequence, groups: Sequence[int | None]) -> BCubed:
     return BCubed(precision, recall, f1, len(pairs))
 
 
+def folder_name(photo: str) -> str | None:
+    """An LFW-layout album's label of a photo: its folder's name."""
+    return PurePosixPath(photo).parent.name or None
+
+
 def centre_labels(
-    photos: Sequence[str], boxes: np.ndarray, sizes: dict[str, tuple[int, int]]
+    photos: Sequence[str],
+    boxes: np.ndarray,
+    sizes: dict[str, tuple[int, int]],
+    label_of: Callable[[str], str | None] = folder_name,
 ) -> list[str | None]:
-    """The person of each face of an LFW-layout album: the photo's folder name for the face
-    nearest the photo's centre, None for the others (bystanders).
+    """The person of each face of a labelled album: the photo's label (by default its folder
+    name, as LFW lays albums out) for the face nearest the photo's centre, None for the others
+    (bystanders) and for photos without a label.
 
     photos: each face's album key; boxes: (F, 4) left, top, right, bottom; sizes: photo ->
     (width, height).
@@ -77,6 +86,5 @@ def centre_labels(
             best[photo] = (distance, row)
     labels: list[str | None] = [None] * len(photos)
     for photo, (_, row) in best.items():
-        parent = PurePosixPath(photo).parent.name
-        labels[row] = parent or None
+        labels[row] = label_of(photo)
     return labels
