@@ -35,7 +35,11 @@ def synthetic_faces(count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, 
     sizes = np.append(sizes, count - sizes.sum()) if sizes.sum() < count else sizes
     person = np.repeat(np.arange(len(sizes)), sizes)[:count]
     centres = rng.normal(0, 0.053, size=(len(sizes), 128)).astype(np.float32) + 0.12
-    faces = centres[person] + rng.normal(0, 0.025, size=(count, 128)).astype(np.float32)
+    faces = np.empty((count, 128), dtype=np.float32)
+    for start in range(0, count, 65536):  # in slices: the peak memory is the grouping's
+        part = slice(start, min(count, start + 65536))
+        noise = rng.normal(0, 0.025, size=(part.stop - start, 128)).astype(np.float32)
+        faces[part] = centres[person[part]] + noise
     return faces, person, rng.permutation(count)  # every face in its own photo
 
 

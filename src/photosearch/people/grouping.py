@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photosearch.people.neighbours import neighbour_graph
+from photosearch.people.neighbours import EXACT_LIMIT, neighbour_graph
 
 __all__ = [
     "DEFAULT_MIN_FACES",
@@ -38,6 +38,7 @@ __all__ = [
 DEFAULT_THRESHOLD = 0.52  # root of the mean squared distance under which groups merge
 DEFAULT_MIN_FACES = 3  # smaller groups stay unassigned (as Immich's minimum faces)
 NEIGHBOURS = 10  # graph degree: candidates per face
+NEIGHBOURS_HUGE = 6  # past neighbours.EXACT_LIMIT faces
 # The crowd edge of a face: the 0.5% quantile of its distances beyond 0.5 to a fixed sample of
 # the album, i.e. where strangers start around it (the same idea as the search's, own constants).
 # The bar of a merge moves by EDGE_WEIGHT times the groups' mean edge minus EDGE_PRIOR (the
@@ -121,7 +122,7 @@ def group_faces(
     edges: np.ndarray | None = None,
     edge_weight: float = EDGE_WEIGHT,
     seeds: Sequence[Sequence[int]] = (),
-    neighbours: int = NEIGHBOURS,
+    neighbours: int | None = None,
     exact: bool | None = None,
 ) -> np.ndarray:
     """A group label (>= 0) for every face; faces of one group are one person.
@@ -134,6 +135,8 @@ def group_faces(
     count = len(x)
     photo = np.asarray(photos, dtype=np.int64)
     parent = np.arange(count)
+    if neighbours is None:  # fewer edges for huge albums: memory (LFW F1 equal at k=5 and 10)
+        neighbours = NEIGHBOURS if count <= EXACT_LIMIT else NEIGHBOURS_HUGE
     graph = neighbour_graph(x, neighbours, max_distance=max(1.0, 2 * threshold), exact=exact)
 
     size = np.ones(count)
@@ -143,8 +146,10 @@ def group_faces(
     if edges is None:
         edges = crowd_edges(x)
     edge_sum = np.clip(np.asarray(edges, np.float64), EDGE_MIN, EDGE_MAX) - EDGE_PRIOR
-    members: dict[int, list[int]] = {i: [i] for i in range(count)}
-    photo_sets: dict[int, set[int]] = {i: {int(photo[i])} for i in range(count)}
+    # Only groups of two or more faces get a member list and a photo set (a million singletons'
+    # sets would cost ~300 MB); a lone face is its own member and its photo is photo[face].
+    members: dict[int, list[int]] = {}
+    photo_sets: dict[int, set[int]] = {}
     pinned = np.zeros(count, dtype=bool)
     for seed in seeds:
         seed = [int(row) for row in seed]
@@ -152,7 +157,7 @@ def group_faces(
             continue
         root = seed[0]
         for row in seed[1:]:
-            _absorb(root, row, parent, size, edge_sum, sums, squares, members, photo_sets)
+            _absorb(root, row, parent, size, edge_sum, sums, squares, members, photo_sets, photo)
         pinned[root] = True
 
     # Candidate pairs: the graph's edges between groups, as adjacency sets of group roots.
@@ -205,13 +210,19 @@ def group_faces(
         if version[right] != right_version:
             best(left)  # the partner changed: look again
             continue
-        small, big = sorted((photo_sets[left], photo_sets[right]), key=len)
+        small, big = sorted(
+            (
+                photo_sets.get(left) or {int(photo[left])},
+                photo_sets.get(right) or {int(photo[right])},
+            ),
+            key=len,
+        )
         if any(p in big for p in small):
             _forget(adjacency, left, right)  # they share a photo: never one person
             best(left)
             continue
         root, other = (left, right) if size[left] >= size[right] else (right, left)
-        _absorb(root, other, parent, size, edge_sum, sums, squares, members, photo_sets)
+        _absorb(root, other, parent, size, edge_sum, sums, squares, members, photo_sets, photo)
         pinned[root] |= pinned[other]
         near = adjacency.pop(root, set()) | adjacency.pop(other, set())
         near -= {root, other}
@@ -224,22 +235,23 @@ def group_faces(
         version[other] = -1
         best(root)
 
-    labels = np.empty(count, dtype=np.int64)
+    labels = np.arange(count, dtype=np.int64)
     for group in members.values():
         labels[group] = min(group)
     return labels
 
 
-def _absorb(root, other, parent, size, edge_sum, sums, squares, members, photo_sets) -> None:
+def _absorb(root, other, parent, size, edge_sum, sums, squares, members, photo_sets, photo):
     """Group `other` joins group `root`."""
     size[root] += size[other]
     edge_sum[root] += edge_sum[other]
     sums[root] += sums[other]
     squares[root] += squares[other]
-    moved = members.pop(other)
-    members[root].extend(moved)
+    moved = members.pop(other, None) or [other]
+    members.setdefault(root, [root]).extend(moved)
     parent[moved] = root
-    photo_sets[root] |= photo_sets.pop(other)
+    photos = photo_sets.setdefault(root, {int(photo[root])})
+    photos |= photo_sets.pop(other, None) or {int(photo[other])}
 
 
 def _forget(adjacency: dict[int, set[int]], left: int, right: int) -> None:
