@@ -76,3 +76,40 @@ def test_viewer_shows_the_full_photo_at_screen_size(tmp_path_factory):
     assert step(0, 5, -1) == 4 and step(4, 5, 1) == 0 and step(0, 0, 1) == 0
     missing = type(match)(**{**match.__dict__, "photo": "gone.jpg"})
     assert isinstance(safe_view_of(library.album, missing), str)
+
+
+def test_an_app_built_index_needs_no_rebuild_from_the_cli(lfw, tmp_path):
+    from click.testing import CliRunner
+
+    from photosearch.cli.main import main
+
+    album = tmp_path / "album"
+    for key in ("Aaron_Peirsol/Aaron_Peirsol_0001.jpg", "Bashar_Assad/Bashar_Assad_0001.jpg"):
+        (album / key).parent.mkdir(parents=True, exist_ok=True)
+        (album / key).write_bytes((lfw.album / key).read_bytes())
+    library = Library(str(album), str(tmp_path / "index"))
+    assert library.indexing.start()
+    assert library.indexing.wait(120)
+    assert library.indexing.progress().state == "done", library.indexing.progress().message
+    result = CliRunner().invoke(main, ["index", str(album), "--index", str(tmp_path / "index")])
+    assert result.exit_code == 0, result.output
+    assert "--rebuild" not in result.output and "2 unchanged" in result.output
+
+
+def test_the_same_photo_is_used_once(lfw):
+    from photosearch.app.logic import ReferenceReader, SearchSession
+
+    class Upload:
+        def __init__(self, file_id: str, name: str, data: bytes) -> None:
+            self.file_id, self.name, self.data = file_id, name, data
+
+        def getvalue(self) -> bytes:
+            return self.data
+
+    data = (lfw.album / "Roger_Moore/Roger_Moore_0001.jpg").read_bytes()
+    session = SearchSession()
+    session.sync_uploads(
+        [Upload("a", "roger.jpg", data), Upload("b", "copy.jpg", data)], ReferenceReader()
+    )
+    assert len(session.references) == 1
+    assert session.upload_errors == ["“copy.jpg” is the same photo as “roger.jpg”."]
