@@ -239,8 +239,8 @@ def references_section(
             column = columns[number % FACE_CHOICES_PER_ROW]
             column.image(thumbnail, width=96)
             chosen = number == reference.chosen
-            column.button(
-                "✓ This one" if chosen else "This one",
+            column.button(  # a label per face: "Face 3", not eight "This one" buttons
+                f"✓ Face {number + 1}" if chosen else f"Face {number + 1}",
                 key=f"face-{upload_id}-{number}",
                 type="primary" if chosen else "secondary",
                 on_click=session.choose_face,
