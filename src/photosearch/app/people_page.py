@@ -60,8 +60,8 @@ def grid(view: AlbumPeopleView, library: Library) -> None:
     chosen = [card.summary.id for card in cards if st.session_state.get(f"pick-{card.summary.id}")]
     info, merge = st.columns([4, 1], vertical_alignment="center")
     info.caption(
-        f"{len(cards)} people, most photos first. Tick two to merge them; open one to see "
-        "their photos, rename them or remove a face."
+        f"{len(cards)} {'person' if len(cards) == 1 else 'people'}, most photos first. Tick "
+        "two to merge them; open one to see their photos, rename them or remove a face."
     )
     if merge.button("Merge the two ticked", disabled=len(chosen) != 2, key="merge"):
         try:
@@ -80,7 +80,8 @@ def grid(view: AlbumPeopleView, library: Library) -> None:
             with column.container(border=True, key=f"person-{pid}"):
                 if card.cover:
                     st.image(card.cover, width="stretch")
-                st.markdown(f"**{card.summary.label}**  \n{card.caption.split(' · ')[1]}")
+                st.markdown(f"**{card.summary.label}**")
+                st.caption(card.caption.split(" · ")[1])
                 st.checkbox("Tick to merge", key=f"pick-{pid}")
                 if st.button("Open", key=f"open-{pid}", width="stretch"):
                     st.session_state[_OPEN] = pid
@@ -109,7 +110,7 @@ def person_photos(view: AlbumPeopleView, library: Library, pid: int) -> None:
             st.toast(f"Saved: {name.strip() or 'no name'}.")
             st.rerun()
     matches = view.matches(pid)
-    st.markdown(f"#### {len(matches)} photo{'s' if len(matches) != 1 else ''} of them")
+    st.markdown(f"#### {len(matches)} photo{'s' if len(matches) != 1 else ''} of {summary.label}")
     st.download_button(
         f"Download all ({len(matches)})",
         data=lambda: zip_bytes(library.album, matches),
