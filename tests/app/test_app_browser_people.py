@@ -1,9 +1,10 @@
 """End to end in Chromium: the People page and the photo viewer, on a copy of the real album.
 
-The user opens People, sees Barack Obama's face first (the labels say he is in 4 photos; the
-other people of the album have fewer than 3), names him without pressing Enter, opens his
-photos, steps through them in the viewer (the full photo, not the thumbnail), says one is "not
-me", and downloads the zip named after him. Screenshots land in test-artifacts/app/.
+The user saves a searched person (the Save button needs no Enter), opens People, sees Barack
+Obama's face first (the labels say he is in 4 photos; the other people of the album have fewer
+than 3), names him without pressing Enter, opens his photos, steps through them in the viewer
+(the full photo, not the thumbnail), says one is "not me", and downloads the zip named after
+him. Screenshots land in test-artifacts/app/.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import urllib.request
 import zipfile
 
 import pytest
-from app_album import album_keys_showing, shared_album
+from app_album import OBAMA_REFERENCE, PHOTOS, album_keys_showing, shared_album
 from test_app_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -86,6 +87,19 @@ def test_people_page_and_viewer_in_the_browser(sync_api, app_url, tmp_path):
             page.goto(app_url)
             page.get_by_text("Who are you looking for?").wait_for()
             settle(page)
+
+            # 0. Saving a searched person: the Save button works without Enter in the name.
+            page.locator("[data-testid=stFileUploaderDropzoneInput]").set_input_files(
+                [PHOTOS / OBAMA_REFERENCE]
+            )
+            page.get_by_role("heading", name=f"{len(obama)} photos found").wait_for()
+            settle(page)
+            page.get_by_role("button", name=re.compile("Save this person")).click()
+            page.get_by_label("Name").fill("Barack")
+            page.get_by_role("button", name="Save", exact=True).click()
+            settle(page)
+            page.screenshot(path=str(screenshot_path("people-00-saved")))
+            page.get_by_test_id("stSidebar").get_by_text("Barack", exact=True).wait_for()
 
             # 1. The People page: one card per person, most photos first.
             page.get_by_text("People", exact=True).click()
