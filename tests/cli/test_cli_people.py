@@ -56,9 +56,7 @@ def test_people_json_lines_corrections_and_search_by_person(album, tmp_path):
     answer = json.loads(found.stdout)
     matched = {m["photo"] for m in answer["matches"]}
     assert {f["photo"] for f in named["faces"]} <= matched
-    assert answer["album"] == str(album.album) and all(
-        m["path"] == f"{album.album}/{m['photo']}" for m in answer["matches"]
-    )
+    assert answer["album"] == str(album.album)  # the root the album-relative keys join
     assert "searching for George Bush with 6 grouped faces" in found.stderr
 
     assert run("people", "name", "--index", str(location), "999", "X").exit_code == 2

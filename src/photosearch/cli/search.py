@@ -326,12 +326,8 @@ def search_matches(index, descriptors, threshold, strictness, excluded):
 
 def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
     if as_json:
-        album = extra.get("album")
-        found = [m.to_json() for m in matches]
-        if album:  # keys are album-relative: give the full location of each photo too
-            for entry in found:
-                entry["path"] = f"{album.rstrip('/')}/{entry['photo']}"
-        click.echo(json.dumps({"matches": found, **extra}))
+        # Photo keys are album-relative; "album" (local searches) gives the root they join.
+        click.echo(json.dumps({"matches": [m.to_json() for m in matches], **extra}))
     elif as_csv:
         writer = csv.writer(sys.stdout)
         writer.writerow(["photo", "distance", "left", "top", "right", "bottom"])
