@@ -146,7 +146,9 @@ class People:
         try:
             parsed = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise PeopleFormatError(f"{self.name}: not JSON ({error})") from None
+            raise PeopleFormatError(
+                f"{self.name}: not JSON ({error}); move it aside to group the album afresh"
+            ) from None
         return PeopleState.from_json(parsed, self.name)
 
     def save(self, state: PeopleState) -> None:
