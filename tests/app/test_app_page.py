@@ -154,13 +154,14 @@ def test_choosing_the_face_in_a_group_reference(environment):
     app = start()
     upload(app, "two.jpg", (PHOTOS / TWO_FACES_REFERENCE).read_bytes())
     assert any("shows 2 people" in m.value for m in app.markdown)
-    choices = [b for b in app.button if b.label in ("✓ This one", "This one")]
-    assert [b.label for b in choices].count("✓ This one") == 1
+    choices = [b for b in app.button if b.label.removeprefix("✓ ") in ("Face 1", "Face 2")]
+    assert sorted(b.label.removeprefix("✓ ") for b in choices) == ["Face 1", "Face 2"]
+    assert sum(b.label.startswith("✓ ") for b in choices) == 1  # each face its own label
     assert set(shown_photos(app)) == album_keys_showing("Barack_Obama")  # the largest face
-    other = next(b for b in choices if b.label == "This one")
+    other = next(b for b in choices if not b.label.startswith("✓ "))
     other.click().run()
     assert set(shown_photos(app)) == album_keys_showing("Joe_Biden")
-    assert [b.label for b in app.button if "This one" in b.label].count("✓ This one") == 1
+    assert [b.label for b in app.button if b.label.startswith("✓ Face")] == [f"✓ {other.label}"]
 
 
 def test_save_search_and_forget_a_person(environment, album):

@@ -221,6 +221,8 @@ def test_s3_album_into_s3_index_equals_the_local_run(
         payload = json.loads(result.stdout)
         assert payload.pop("index") == location
         found.append(payload)
+    # Each names its own album (a local folder, the S3 prefix); the rest is the same.
+    assert found[0].pop("album") == str(album_dir) and found[1].pop("album") == S3_ALBUM
     assert found[0] == found[1]
     assert [match["photo"] for match in found[1]["matches"]] == ["lfw/Rob_Lowe.jpg"]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from photosearch.app import logic
+from photosearch.app import logic, viewer
 from photosearch.index.album import AlbumError
 from photosearch.index.store import IndexStoreError
 
@@ -20,6 +20,7 @@ st.set_page_config(page_title="Photosearch", page_icon=":material/photo_library:
 GRID_COLUMNS = 4
 FACE_CHOICES_PER_ROW = 8
 MAX_ERRORS_SHOWN = 200
+PAGES = ("Find someone", "People")
 
 
 @st.cache_resource(show_spinner=False)
@@ -160,6 +161,8 @@ def indexing_panel(library: logic.Library, first_time: bool) -> None:
             st.session_state["was_indexing"] = True
             st.progress(progress.fraction, text=progress.label())
             st.caption("You can search the photos indexed so far meanwhile.")
+            if shown_generation(library) != st.session_state.get("shown_generation"):
+                st.rerun()  # a commit landed: the counts and the results take it in
             return
         if st.session_state.pop("was_indexing", False):
             st.rerun()  # refresh the counts and the results with the new photos
@@ -175,6 +178,11 @@ def indexing_panel(library: logic.Library, first_time: bool) -> None:
 
     with st.sidebar:
         panel()
+
+
+def shown_generation(library: logic.Library) -> int | None:
+    current = library.searchable()
+    return current.generation if current is not None else None
 
 
 def people_panel(session: logic.SearchSession, people: logic.PeopleStore) -> None:
@@ -243,8 +251,8 @@ def references_section(
             column = columns[number % FACE_CHOICES_PER_ROW]
             column.image(thumbnail, width=96)
             chosen = number == reference.chosen
-            column.button(
-                "✓ This one" if chosen else "This one",
+            column.button(  # a label per face: "Face 3", not eight "This one" buttons
+                f"✓ Face {number + 1}" if chosen else f"Face {number + 1}",
                 key=f"face-{upload_id}-{number}",
                 type="primary" if chosen else "secondary",
                 on_click=session.choose_face,
@@ -305,6 +313,9 @@ def results_section(
         return
     album = library.album.location
     hidden_section(session, people, album)
+    if library.searchable() is None:
+        st.info("Index the album first (left panel): then its photos can be searched.")
+        return
     if not matches:
         st.markdown("#### No photos found")
         st.caption("Try a looser setting, or another photo of the person.")
@@ -344,10 +355,14 @@ def results_section(
     ):
         name = st.text_input("Name", value=person.name if person else "", key="person_name")
         st.caption("Saves the face descriptors and your “not me” choices, not the photos.")
-        if st.button("Save", key="save_person", disabled=not name.strip()):
-            saved = session.save_person(name, people, album, reader.model_id)
-            st.toast(f"Saved {saved.name}.")
-            st.rerun()
+        # Never disabled: the name only reaches the page on Enter or when the field loses focus.
+        if st.button("Save", key="save_person"):
+            if not name.strip():
+                st.warning("Type a name first.")
+            else:
+                saved = session.save_person(name, people, album, reader.model_id)
+                st.toast(f"Saved {saved.name}.")
+                st.rerun()
 
     page = logic.page_of(matches, st.session_state.get("page", 1), per_page=logic.PER_PAGE)
     if st.session_state.get("page", 1) != page.number:
@@ -363,6 +378,8 @@ def results_section(
                     st.image(thumbnail, caption=logic.match_caption(match), width="stretch")
                 else:
                     st.warning(f"{match.photo}: {thumbnail}")
+                position = page.first - 1 + page.matches.index(match)
+                viewer.open_button(matches, position, library.album, match_key(match))
                 st.button(
                     "Not me",
                     key=f"not-me-{match_key(match)}",
@@ -437,7 +454,13 @@ def main() -> None:
     # With an endpoint, faces are found and searched there: no face models in the app.
     reader = get_endpoint_search(endpoint, status.model_id) if endpoint else get_reader()
 
+    st.session_state["shown_generation"] = shown_generation(library)
     album_panel(library, status, config.public, user, can_index=endpoint is None)
+    if st.sidebar.radio("Show", PAGES, horizontal=True, key="show") == PAGES[1]:
+        from photosearch.app.people_page import people_page
+
+        people_page(library)
+        return
     people_panel(session, people)
     if config.public:
         st.sidebar.caption(f"Signed in as **{user.name}** · [Sign out](/_photosearch/logout)")

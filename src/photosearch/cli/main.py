@@ -26,9 +26,10 @@ def register_commands() -> None:
     from photosearch.cli.evaluate import eval_group
     from photosearch.cli.faces import faces
     from photosearch.cli.index import index, info
+    from photosearch.cli.people import people
     from photosearch.cli.search import search
 
-    for command in (faces, index, info, search, eval_group, aws, app):
+    for command in (faces, index, info, search, people, eval_group, aws, app):
         main.add_command(command)
     app.add_command(users)  # photosearch app users add | remove | list
     aws.add_command(app_group)  # photosearch aws app build | deploy | status | pause | ...

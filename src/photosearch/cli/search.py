@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from photosearch.cli.options import device_option, fail, say_error
+from photosearch.cli.options import device_option, fail, say, say_error
 from photosearch.search.query import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -94,6 +94,12 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
     help="A photo (album key) that is not the person; repeatable. With #N only its "
     "face N (as in --json's face_index) is excluded.",
 )
+@click.option(
+    "--person",
+    metavar="ID|NAME",
+    help="Search for a person of `photosearch people` (an id or a name): their grouped "
+    "faces are the references (with any reference photos given too).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
     "--csv", "as_csv", is_flag=True, help="Print CSV: photo,distance,left,top,right,bottom."
@@ -123,6 +129,7 @@ def search(
     threshold,
     face,
     exclude,
+    person,
     as_json,
     as_csv,
     copy_to,
@@ -141,8 +148,12 @@ def search(
     """
     if as_json and as_csv:
         fail("choose one of --json and --csv")
-    if bool(references) == bool(queries):
-        fail("give reference photos, or --queries FILE.csv (not both)")
+    if queries and (references or person):
+        fail("give reference photos or --person, or --queries FILE.csv (not both)")
+    if not (references or queries or person):
+        fail("give reference photos, --person ID|NAME, or --queries FILE.csv")
+    if person and endpoint:
+        fail("--person searches a local index, not an endpoint")
     excluded = parse_exclusions(exclude)
     if endpoint:
         run_endpoint_search(
@@ -190,6 +201,8 @@ def search(
     descriptors, problems = reference_descriptors(engine, [str(p) for p in references], face)
     for problem in problems:
         say_error(problem)
+    if person:
+        descriptors += person_descriptors(location, index, person)
     if not descriptors:
         fail("no usable reference face")
     matches = search_matches(index, descriptors, threshold, strictness, excluded)
@@ -199,6 +212,7 @@ def search(
         as_csv,
         extra={
             "index": location,
+            "album": index.snapshot.manifest.album,
             **settings(threshold, strictness, len(index.descriptors)),
             "references": len(descriptors),
             "faces_searched": len(index.descriptors),
@@ -207,6 +221,26 @@ def search(
     )
     if copy_to:
         copy_results(index, matches, copy_to)
+
+
+def person_descriptors(location: str, index, which: str) -> list:
+    """The reference descriptors of a person of `photosearch people`."""
+    from photosearch.index.store import IndexStoreError
+    from photosearch.people.corrections import PeopleError, find_person
+    from photosearch.people.listing import reference_descriptors
+    from photosearch.people.refresh import album_people
+    from photosearch.people.store import PeopleConflictError, PeopleFormatError
+
+    try:
+        found = album_people(location, index=index)
+        chosen = find_person(found.state, which)
+    except (IndexStoreError, PeopleError, PeopleFormatError, PeopleConflictError) as error:
+        fail(str(error))
+    say(
+        f"searching for {chosen.name or f'person {chosen.id}'} with {len(chosen.faces)} "
+        "grouped faces"
+    )
+    return list(reference_descriptors(chosen, found.faces))
 
 
 def parse_exclusions(values) -> set:
@@ -234,9 +268,17 @@ def reference_results(engine: FaceFinder, paths, face) -> list:
 
     def describe(path):
         try:
-            return read_reference(engine, path, face=None if face is None else face - 1).descriptor
+            found = read_reference(engine, path, face=None if face is None else face - 1)
         except ReferencePhotoError as error:
             return error
+        if len(found.faces) > 1:
+            # Several faces: say which one is searched, so a crowd photo is no silent guess.
+            how = "the largest" if face is None else "as asked"
+            say(
+                f"{path}: {len(found.faces)} faces, searching face {found.chosen + 1} of "
+                f"{len(found.faces)} counted left to right ({how}); use --face N for another"
+            )
+        return found.descriptor
 
     return engine.map_parallel(describe, paths)
 
@@ -284,6 +326,7 @@ def search_matches(index, descriptors, threshold, strictness, excluded):
 
 def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
     if as_json:
+        # Photo keys are album-relative; "album" (local searches) gives the root they join.
         click.echo(json.dumps({"matches": [m.to_json() for m in matches], **extra}))
     elif as_csv:
         writer = csv.writer(sys.stdout)

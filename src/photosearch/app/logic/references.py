@@ -40,6 +40,7 @@ class Reference:
     boxes: list[tuple[int, int, int, int]]  # original pixels
     face_thumbnails: list[bytes]  # JPEG crop of each face
     chosen: int  # index of the person's face (default: the largest)
+    data_digest: str | None = None  # BLAKE2b of the uploaded bytes: the same file is used once
 
     @property
     def descriptor(self) -> np.ndarray:

@@ -8,6 +8,7 @@ stay in this session otherwise. The search itself goes through `find_matches`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -58,13 +59,27 @@ class SearchSession:
         for file_id in list(self.uploads):
             if file_id not in present:
                 del self.uploads[file_id]
+        seen = {
+            ref.data_digest: ref.name
+            for ref in self.uploads.values()
+            if isinstance(ref, Reference) and ref.data_digest
+        }
         for file in files:
             if file.file_id in self.uploads:
                 continue
+            data = file.getvalue()
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            if digest in seen:  # the same photo twice would only weigh its face double
+                self.uploads[file.file_id] = f"“{file.name}” is the same photo as “{seen[digest]}”."
+                continue
             try:
-                self.uploads[file.file_id] = reader.read(file.getvalue(), file.name)
+                reference = reader.read(data, file.name)
             except ReferencePhotoError as error:
                 self.uploads[file.file_id] = str(error)
+                continue
+            reference.data_digest = digest
+            self.uploads[file.file_id] = reference
+            seen[digest] = file.name
 
     @property
     def references(self) -> list[tuple[str, Reference]]:
