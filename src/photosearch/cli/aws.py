@@ -384,7 +384,7 @@ def package_command(name_prefix, region, output, bucket, no_upload, as_json) -> 
 @click.option("--retry-errors", is_flag=True, help="Send unreadable photos again.")
 @click.option(
     "--max-runtime-hours",
-    type=click.FloatRange(0.1, 120),
+    type=options.FiniteFloat(0.1, 120),
     default=24,
     show_default=True,
     help="SageMaker stops the job after this long.",
@@ -667,7 +667,7 @@ def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
 @aws.command()
 @click.option("--photos", type=click.IntRange(min=0), required=True, help="Photos in the album.")
 @click.option("--searches", type=click.IntRange(min=0), required=True, help="Searches in all.")
-@click.option("--days", type=click.FloatRange(min=0.01), required=True, help="Over this period.")
+@click.option("--days", type=options.FiniteFloat(min=0.01), required=True, help="Over this period.")
 @click.option(
     "--sessions",
     type=click.IntRange(min=1),
@@ -678,7 +678,7 @@ def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
 @click.option("--instance-type", default="ml.g4dn.xlarge", show_default=True, help="Indexing.")
 @click.option(
     "--gpu-photos-per-second",
-    type=click.FloatRange(min=0.01),
+    type=options.FiniteFloat(min=0.01),
     default=None,
     help="Indexing throughput of one GPU instance (e.g. from a job's log) instead of the table's.",
 )

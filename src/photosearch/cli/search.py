@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from photosearch.cli.options import device_option, fail, say_error
+from photosearch.cli.options import FiniteFloat, device_option, fail, say_error
 from photosearch.search.query import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 @click.option("--album", metavar="PATH_OR_URL", help="Search this album's default index.")
 @click.option(
     "--strictness",
-    type=click.FloatRange(-0.5, 0.5),
+    type=FiniteFloat(-0.5, 0.5),
     default=None,
     help="How much closer than the album's strangers a face must be to count as the person "
     "(the adaptive search's margin) [default: calibrated, 0.14 for a 10,000-face album]. "
@@ -74,7 +74,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0.0, 2.0),
+    type=FiniteFloat(0.0, 2.0),
     default=None,
     help="Use a fixed face distance instead of the adaptive search: every face closer than "
     f"this to a reference (like face_recognition's tolerance; {DEFAULT_THRESHOLD} is dlib's). "

@@ -96,6 +96,7 @@ class RunStats:
     deleted: int = 0  # gone from the album: removed from the index
     unreadable: int = 0  # recorded with their error (decoding failed)
     read_failures: int = 0  # could not be read from storage (not recorded: retried next run)
+    unlisted: int = 0  # folders that could not be listed (their photos' records are kept)
     faces: int = 0  # faces found in the indexed photos
     commits: int = 0
     seconds: float = 0.0
@@ -104,6 +105,11 @@ class RunStats:
     @property
     def processed(self) -> int:
         return self.indexed + self.reused + self.unreadable
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything went wrong that the run went on past (the exit status 1 case)."""
+        return bool(self.unreadable or self.read_failures or self.unlisted)
 
 
 @dataclass
@@ -163,8 +169,12 @@ class Indexer:
     def run(self) -> RunStats:
         started = time.monotonic()
         stats = RunStats()
-        files = self.album.files()
+        listing = self.album.listing()
+        files = listing.files
         stats.listed = len(files)
+        stats.unlisted = len(listing.unlisted)
+        for note in listing.notes:
+            self._say(stats, note)
         with IndexWriter(
             self.index_location,
             model_id=self.engine.model_id,
@@ -174,8 +184,18 @@ class Indexer:
             if writer.reset_reason:
                 self._say(stats, writer.reset_reason)
             shards_before = len(writer.manifest.shards)
-            present = {item.key for item in files}
-            for key in sorted(set(writer.photos) - present):
+            gone = listing.gone(writer.photos)
+            if gone and not files:
+                # An album that lists nothing while the index holds photos is more likely an
+                # unmounted drive or an emptied mount point than a deliberate deletion of all.
+                self._say(
+                    stats,
+                    f"the album lists no photos: the {len(gone)} indexed photo(s) are kept "
+                    "(delete the index to start over)",
+                )
+                stats.unlisted += 1
+                gone = []
+            for key in gone:
                 writer.delete(key)
                 stats.deleted += 1
             self._note_other_settings(writer)

@@ -60,6 +60,7 @@ from photosearch.index.store.format import (
     IndexFormatError,
     IndexStorageError,
     IndexStoreError,
+    UnsafeIndexError,
     UnsupportedIndexError,
 )
 from photosearch.index.store.manifest import IndexStats, Manifest, Retired, ShardInfo, utc_now
@@ -115,6 +116,7 @@ __all__ = [
     "PhotoState",
     "Retired",
     "ShardInfo",
+    "UnsafeIndexError",
     "UnsupportedIndexError",
     "descriptors_of",
     "detection_counts",

@@ -33,6 +33,7 @@ from photosearch.index.store.format import (
     IndexFormatError,
     IndexStorageError,
     IndexStoreError,
+    UnsafeIndexError,
     UnsupportedIndexError,
 )
 from photosearch.index.store.manifest import Manifest
@@ -64,7 +65,22 @@ class IndexFiles:
         self._arrow_fs = None
 
     def path(self, relative: str) -> str:
-        return f"{self.root}/{relative}"
+        """The storage path of a file of the index. UnsafeIndexError for anything that would
+        leave the index root: "..", an absolute path, or (locally) a symlink pointing out, so
+        a foreign index can neither read nor delete outside itself."""
+        parts = relative.split("/")
+        if relative.startswith("/") or "\0" in relative or any(p in ("", ".", "..") for p in parts):
+            raise UnsafeIndexError(f"the index at {self.location} names {relative!r}: refused")
+        target = f"{self.root}/{relative}"
+        if self.local:
+            root = os.path.realpath(self.root)
+            real = os.path.realpath(target)
+            if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+                raise UnsafeIndexError(
+                    f"the index at {self.location}: {relative} leads outside the index "
+                    f"(to {real}): refused"
+                )
+        return target
 
     @contextlib.contextmanager
     def _failures(self, action: str):
@@ -97,6 +113,17 @@ class IndexFiles:
                 return self.fs.cat_file(self.path(relative))
         except FileNotFoundError:
             return None
+
+    def open_local(self, relative: str):
+        """Open (creating the index folder and the file if needed) a local file of the index for
+        appending, e.g. the writer's lock; an --index that is a file or not writable leaves as
+        IndexStorageError."""
+        with self._failures(f"opening {relative}"):
+            try:
+                os.makedirs(self.root, exist_ok=True)
+            except FileExistsError:
+                raise NotADirectoryError(20, "not a folder", self.root) from None
+            return open(self.path(relative), "a+")
 
     def write_atomic(self, relative: str, data: bytes) -> None:
         """Readers see the old content or the new, never a mix."""
@@ -254,7 +281,7 @@ def read_manifest(storage: IndexFiles) -> Manifest | None:
     if data is not None:
         try:
             return Manifest.from_json(json.loads(data))
-        except UnsupportedIndexError:
+        except (UnsupportedIndexError, UnsafeIndexError):
             raise
         except (ValueError, IndexFormatError):
             pass  # damaged: try the versioned copies

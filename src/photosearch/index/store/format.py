@@ -34,6 +34,7 @@ __all__ = [
     "IndexFormatError",
     "IndexStorageError",
     "IndexStoreError",
+    "UnsafeIndexError",
     "UnsupportedIndexError",
 ]
 
@@ -119,6 +120,11 @@ class IndexFormatError(IndexStoreError):
 
 class UnsupportedIndexError(IndexFormatError):
     """A well-formed file of another format or format version: never silently ignored."""
+
+
+class UnsafeIndexError(IndexFormatError):
+    """The index names a file outside itself (a ".." or absolute path, a symlink out): never
+    read, written or deleted, and never silently skipped for an older manifest."""
 
 
 class IndexBusyError(IndexStoreError):

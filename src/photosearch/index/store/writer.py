@@ -125,8 +125,7 @@ class IndexWriter:
     def _acquire_lock(self):
         if not self.storage.local:
             return None
-        os.makedirs(self.storage.root, exist_ok=True)
-        handle = open(self.storage.path(LOCK_NAME), "a+")  # noqa: SIM115 (held until close)
+        handle = self.storage.open_local(LOCK_NAME)
         try:
             import fcntl
 
