@@ -59,6 +59,12 @@ __all__ = ["index", "info", "main"]
     "(--detection-side, --max-side), changed or not. Searches keep working meanwhile; run "
     "it again to resume an interrupted rebuild.",
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Drop damaged index files (truncated, changed bytes, not Parquet) and index their "
+    "photos again from the album (--rebuild does this too).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def index(
     album,
@@ -70,6 +76,7 @@ def index(
     commit_every,
     retry_errors,
     rebuild,
+    repair,
     quiet,
 ):
     """Index the faces of every photo in ALBUM (a folder or a URL such as s3://bucket/photos).
@@ -100,6 +107,7 @@ def index(
         commit_photos=commit_every,
         retry_errors=retry_errors,
         rebuild=rebuild,
+        repair=repair,
         report=say,
         show_progress=not quiet,
     )

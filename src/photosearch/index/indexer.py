@@ -142,6 +142,7 @@ class Indexer:
         commit_seconds: float = DEFAULT_COMMIT_SECONDS,
         retry_errors: bool = False,
         rebuild: bool = False,
+        repair: bool = False,
         report: Callable[[str], None] | None = None,
         show_progress: bool = False,
         index_storage_options: dict | None = None,
@@ -159,6 +160,9 @@ class Indexer:
         # of them if the engine does not say); each old record stays until its photo's new one
         # is committed, and a re-run resumes an interrupted rebuild.
         self.rebuild = rebuild
+        # Damaged shards are dropped and their photos redone (also by --rebuild, which is what
+        # someone with a broken index tries first).
+        self.repair = repair or rebuild
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.show_progress = show_progress
         self.index_storage_options = index_storage_options
@@ -180,9 +184,12 @@ class Indexer:
             model_id=self.engine.model_id,
             album=self.album.location,
             storage_options=self.index_storage_options,
+            repair=self.repair,
         ) as writer:
             if writer.reset_reason:
                 self._say(stats, writer.reset_reason)
+            for line in writer.repaired:
+                self.report(line)
             shards_before = len(writer.manifest.shards)
             gone = listing.gone(writer.photos)
             if gone and not files:

@@ -55,6 +55,14 @@ class ShardInfo:
     path: str  # relative to the index root, e.g. "shards/0000000003-1a2b3c4d.parquet"
     rows: int
     bytes: int
+    # "sha256:<64 hex>" of the file's bytes; None in manifests written before it was recorded.
+    checksum: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "rows": self.rows, "bytes": self.bytes}
+        if self.checksum is not None:
+            data["checksum"] = self.checksum
+        return data
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,7 @@ class Manifest:
             "fingerprint": FINGERPRINT_ALGORITHM,
             "descriptor_size": DESCRIPTOR_SIZE,
             "stats": vars(self.stats),
-            "shards": [vars(shard) for shard in self.shards],
+            "shards": [shard.to_json() for shard in self.shards],
             "retired": [vars(item) for item in self.retired],
         }
 
@@ -125,7 +133,12 @@ class Manifest:
                 album=data.get("album"),
                 model_id=data.get("model_id"),
                 shards=tuple(
-                    ShardInfo(checked_shard_path(str(s["path"])), int(s["rows"]), int(s["bytes"]))
+                    ShardInfo(
+                        checked_shard_path(str(s["path"])),
+                        int(s["rows"]),
+                        int(s["bytes"]),
+                        None if s.get("checksum") is None else str(s["checksum"]),
+                    )
                     for s in data["shards"]
                 ),
                 stats=IndexStats(**{k: int(v) for k, v in data["stats"].items()}),
