@@ -244,3 +244,51 @@ def test_an_index_that_is_a_file_is_one_line(tmp_path) -> None:
 def test_consistent_after_hostile_runs(indexed_album) -> None:
     _, index, _ = indexed_album
     assert_consistent(index)
+
+
+# -- bad files: each one line, recorded or skipped, and the run goes on ----------------------
+
+
+def bad_files(album: Path, good: bytes) -> dict[str, bytes | None]:
+    """name -> bytes written (None: something that is not a regular file)."""
+    import zlib
+
+    png_header = b"\x89PNG\r\n\x1a\n"
+    files: dict[str, bytes | None] = {
+        "empty.jpg": b"",
+        "truncated.jpg": good[: len(good) // 3],
+        "text.jpg": b"just some notes, not a photo\n",
+        "page.png": b"<!DOCTYPE html><html><body>404</body></html>",
+        "noise.webp": os.urandom(2048),
+        "header-only.png": png_header,
+        "corrupt-middle.jpg": good[:600] + bytes(200) + good[800:],
+        "zip-named.heic": b"PK\x03\x04" + bytes(100),
+        "bad-zlib.png": png_header + b"\x00\x00\x00\x0dIHDR" + bytes(13) + zlib.compress(b"x"),
+        "UPPER.JPG": good,  # fine: extensions are case-blind
+        "mislabelled.png": good,  # a JPEG named .png: decoded by content
+        "dir.jpg": None,
+        "fifo.jpg": None,
+    }
+    for name, data in files.items():
+        if data is not None:
+            (album / name).write_bytes(data)
+    (album / "dir.jpg").mkdir()
+    os.mkfifo(album / "fifo.jpg")  # would block a reader forever: must be skipped
+    return files
+
+
+def test_a_corpus_of_bad_files_ends_in_one_line_each(engine, shared_data, tmp_path) -> None:
+    album = make_album(tmp_path / "album", shared_data, {"a.jpg": PHOTOS["a.jpg"]})
+    files = bad_files(album, (album / "a.jpg").read_bytes())
+    index = tmp_path / "index"
+    stats, messages = run(album, index, engine)
+    bad = {name for name, data in files.items() if data is not None} - {
+        "UPPER.JPG",
+        "mislabelled.png",
+    }
+    assert stats.unreadable == len(bad) and stats.failed
+    for name in bad:
+        (line,) = [m for m in messages if m.startswith(f"{name}: ")]
+        assert "\n" not in line and "Traceback" not in line
+    assert indexed(index) == {"a.jpg", "UPPER.JPG", "mislabelled.png", *bad}
+    assert_consistent(index)
