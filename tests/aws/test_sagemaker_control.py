@@ -335,7 +335,7 @@ def test_cli_deploy_and_undeploy_use_the_stack(provisioned) -> None:
     result = runner.invoke(aws, ["undeploy"], catch_exceptions=False)
     assert result.exit_code == 0 and "endpoint photosearch-search" in result.stdout
     result = runner.invoke(aws, ["undeploy"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no endpoint named 'photosearch-search': nothing to undeploy" in result.output
 
 

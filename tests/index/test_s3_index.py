@@ -359,7 +359,7 @@ def test_the_least_privilege_identities_can_index_and_read(
         assert f"access denied to {album}" in line, line
         generation = IndexReader(index).manifest().generation
         line = one_error_line(run_cli("index", str(album_dir), *arguments[2:], "-q"))
-        assert line.startswith("Error: writing ") and f"access denied to {index}" in line, line
+        assert line.startswith("error: writing ") and f"access denied to {index}" in line, line
         assert IndexReader(index).manifest().generation == generation
     finally:
         set_moto_auth(aws_env, False)
@@ -539,7 +539,7 @@ def test_failed_upload_keeps_the_last_commit_and_a_rerun_completes(
     result = run_cli(*arguments, "--commit-every", "2", "-q")
     line = one_error_line(result)
     assert relay.injected, "no failure was injected"
-    assert line.startswith("Error: writing ") and S3_INDEX in line, line
+    assert line.startswith("error: writing ") and S3_INDEX in line, line
     if failure.startswith("the endpoint"):
         assert f"cannot reach {relay.url}" in line, line
         relay.start()  # the server is back, at the same address

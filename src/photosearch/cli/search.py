@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from photosearch.cli.options import device_option, fail, say, say_error
+from photosearch.cli.options import (
+    EXIT_PARTIAL,
+    FiniteFloat,
+    device_option,
+    fail,
+    say,
+    say_error,
+)
 from photosearch.search.query import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -66,7 +73,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 @click.option("--album", metavar="PATH_OR_URL", help="Search this album's default index.")
 @click.option(
     "--strictness",
-    type=click.FloatRange(-0.5, 0.5),
+    type=FiniteFloat(-0.5, 0.5),
     default=None,
     help="How much closer than the album's strangers a face must be to count as the person "
     "(the adaptive search's margin) [default: calibrated, 0.14 for a 10,000-face album]. "
@@ -74,7 +81,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0.0, 2.0),
+    type=FiniteFloat(0.0, 2.0),
     default=None,
     help="Use a fixed face distance instead of the adaptive search: every face closer than "
     f"this to a reference (like face_recognition's tolerance; {DEFAULT_THRESHOLD} is dlib's). "
@@ -144,7 +151,8 @@ def search(
     against the album's own crowd of strangers (adaptive, calibrated on LFW), and confident
     matches help find the rest; --threshold switches to a fixed distance. Several reference
     photos of the same person find more: a face matches if it matches any of them.
-    Exit status: 0 with matches or none, 2 for unusable input.
+    Exit status: 0 with matches or none, 1 when a reference photo (or a copy) failed and the
+    search went on without it, 2 for unusable input.
     """
     if as_json and as_csv:
         fail("choose one of --json and --csv")
@@ -178,6 +186,7 @@ def search(
         # Queries are read a few at a time, their reference photos in parallel (engine
         # workers), and answered in file order as each group is done.
         group = max(1, 4 * engine.workers)
+        failed = False
         for start in range(0, len(planned), group):
             chunk = planned[start : start + group]
             paths = [path for _, query_paths in chunk for path in query_paths]
@@ -186,6 +195,7 @@ def search(
                 descriptors, problems = collect(next(found) for _ in query_paths)
                 for problem in problems:
                     say_error(problem)
+                failed = failed or bool(problems)
                 matches = search_matches(index, descriptors, threshold, strictness, excluded)
                 click.echo(
                     json.dumps(
@@ -196,7 +206,7 @@ def search(
                         }
                     )
                 )
-        return
+        sys.exit(EXIT_PARTIAL if failed else 0)
 
     descriptors, problems = reference_descriptors(engine, [str(p) for p in references], face)
     for problem in problems:
@@ -219,8 +229,8 @@ def search(
             "photos_indexed": index.photo_count,
         },
     )
-    if copy_to:
-        copy_results(index, matches, copy_to)
+    copy_failed = copy_results(index, matches, copy_to) if copy_to else False
+    sys.exit(EXIT_PARTIAL if problems or copy_failed else 0)
 
 
 def person_descriptors(location: str, index, which: str) -> list:
@@ -349,14 +359,18 @@ def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
         )
 
 
-def copy_results(index, matches, destination: Path) -> None:
+def copy_results(index, matches, destination: Path) -> bool:
+    """Copy the matched photos; True when some could not be copied (each said on one line)."""
     from photosearch.index.album import Album
     from photosearch.search.results import copy_matches
 
     album = index.snapshot.manifest.album
     if not album:
         fail("the index does not record its album, so its photos cannot be copied")
-    report = copy_matches(Album(album), matches, destination)
+    try:
+        report = copy_matches(Album(album), matches, destination)
+    except OSError as error:  # the destination itself: not writable, a file, a full disk
+        fail(f"cannot copy to {destination}: {error.strerror or error}")
     click.echo(
         f"copied {report.copied} photos to {report.destination}"
         f"{f' ({report.already_there} already there)' if report.already_there else ''}",
@@ -364,6 +378,7 @@ def copy_results(index, matches, destination: Path) -> None:
     )
     for problem in report.failed:
         say_error(problem)
+    return bool(report.failed)
 
 
 def run_endpoint_search(
