@@ -487,6 +487,24 @@ def test_launch_refuses_public_without_password(tmp_path, monkeypatch):
     assert missing.exit_code == 2 and "album folder not found" in missing.output
 
 
+def test_launch_refuses_a_taken_port_before_printing_the_address(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PHOTOSEARCH_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            launch.app, ["--album", str(tmp_path), "--port", str(port), "--no-browser"]
+        )
+    assert result.exit_code == 2  # nothing started
+    assert f"port {port} on 127.0.0.1 is not free" in result.output
+    assert "http://" not in result.output  # no address printed for someone else's server
+
+
 def test_launch_command_and_environment():
     command = launch.streamlit_command("127.0.0.1", 8765, headless=True)
     assert command[1:5] == ["-m", "photosearch.app.streamlit_main", "run", str(launch.PAGE)]

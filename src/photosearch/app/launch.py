@@ -29,6 +29,7 @@ __all__ = [
     "Refused",
     "app",
     "app_environment",
+    "ensure_port_free",
     "network_accounts",
     "open_browser_when_up",
     "read_secrets_files",
@@ -46,6 +47,24 @@ class Refused(click.ClickException):
     """Bad usage or configuration: nothing started (exit status 2)."""
 
     exit_code = 2
+
+
+def ensure_port_free(address: str, port: int) -> None:
+    """Refuse a taken port before printing the app's address: otherwise the user sees a URL
+    that answers with someone else's server, then Streamlit's own error."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR as the servers set it: a port in TIME_WAIT is free for them too.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError as error:
+            raise Refused(
+                f"port {port} on {address} is not free ({error.strerror}): "
+                "choose another with --port (make run PORT=...)"
+            ) from None
 
 
 def read_secrets_files(folder: Path | None = None) -> dict[str, Any]:
@@ -225,6 +244,7 @@ def app(ctx, album, index_location, port, public, address, no_browser, hash_pass
         raise Refused("the web app needs Streamlit: pip install streamlit") from None
 
     environment = app_environment(album, index_location, public_mode, password_hash)
+    ensure_port_free(address, port)
     if directory is not None:
         from photosearch.app.gateway.serve import serve_public
 
