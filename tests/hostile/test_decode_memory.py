@@ -34,14 +34,17 @@ def grey16_png(path: Path, side: int) -> None:
     path.write_bytes(data + chunk(b"IEND", b""))
 
 
+# The peak is VmHWM, this process's own high-water mark: getrusage's ru_maxrss survives exec on
+# Linux and would report the (large) pytest worker that forked it.
 PEAK = """
-import resource, sys
+import sys
 from photosearch.faces.images import ImageLoadError, load_image
 try:
     print(load_image(sys.argv[1], max_side=int(sys.argv[2]) or None).pixels.shape)
 except ImageLoadError as error:
     print("refused:", error)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]) * 1024)
 """
 
 
