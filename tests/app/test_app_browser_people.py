@@ -133,7 +133,11 @@ def test_people_page_and_viewer_in_the_browser(sync_api, app_url, tmp_path):
             page.screenshot(path=str(screenshot_path("people-03-viewer")))
             dialog.get_by_role("button", name="Next ›").click()
             dialog.get_by_text(f"2 of {len(obama)}").wait_for()
+            settle(page)
             dialog.get_by_role("button", name="‹ Previous").click()
+            # Each click reruns the dialog: wait for it, or a loaded machine loses the 2nd click.
+            dialog.get_by_text(f"1 of {len(obama)}").wait_for()
+            settle(page)
             dialog.get_by_role("button", name="‹ Previous").click()
             dialog.get_by_text(f"{len(obama)} of {len(obama)}").wait_for()
             page.keyboard.press("Escape")
