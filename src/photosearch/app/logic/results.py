@@ -39,6 +39,7 @@ __all__ = [
     "copy_destination",
     "copy_matches",
     "copy_to_folder",
+    "draw_face_box",
     "match_caption",
     "page_of",
     "write_zip",
@@ -83,6 +84,19 @@ def match_caption(match: Match) -> str:
     return f"{match.photo} · distance {match.distance:.2f}"
 
 
+def draw_face_box(picture: Image.Image, box: Sequence[int], width: int) -> None:
+    """Box a face on `picture` in place, `width` pixels thick."""
+    left, top, right, bottom = box
+    draw = ImageDraw.Draw(picture)
+    # A dark outline around the bright box keeps it visible on light backgrounds.
+    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
+    draw.rectangle(
+        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
+        outline=BOX_COLOUR,
+        width=width - 1,
+    )
+
+
 def boxed_thumbnail(
     data: bytes, box: Sequence[int], name: str, size: tuple[int, int] = RESULT_THUMBNAIL_SIZE
 ) -> bytes:
@@ -93,16 +107,7 @@ def boxed_thumbnail(
     """
     loaded = load_image(data, max_side=max(size), name=name)
     picture = Image.fromarray(loaded.pixels)
-    left, top, right, bottom = _working_box(loaded, box)
-    width = max(3, round(max(picture.size) / 70))
-    draw = ImageDraw.Draw(picture)
-    # A dark outline around the bright box keeps it visible on light backgrounds.
-    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
-    draw.rectangle(
-        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
-        outline=BOX_COLOUR,
-        width=width - 1,
-    )
+    draw_face_box(picture, _working_box(loaded, box), max(3, round(max(picture.size) / 70)))
     picture.thumbnail(size, Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", size, CANVAS_COLOUR)
     canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))

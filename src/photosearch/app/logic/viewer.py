@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from photosearch.app.logic.references import _jpeg, _working_box, face_thumbnail
-from photosearch.app.logic.results import BOX_COLOUR
+from photosearch.app.logic.results import draw_face_box
 from photosearch.faces.images import ImageLoadError, load_image
 from photosearch.index.album import Album
 from photosearch.search.match import Match
@@ -53,15 +53,7 @@ def view_of(album: Album, match: Match, screen: Sequence[int] = SCREEN_SIZE) -> 
     image = load_image(album.read(match.photo), max_side=DECODE_SIDE, name=match.photo)
     face = face_thumbnail(image, match.box, FACE_ZOOM_SIDE)
     picture = Image.fromarray(image.pixels)
-    left, top, right, bottom = _working_box(image, match.box)
-    width = max(3, round(max(picture.size) / 250))
-    draw = ImageDraw.Draw(picture)
-    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
-    draw.rectangle(
-        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
-        outline=BOX_COLOUR,
-        width=width - 1,
-    )
+    draw_face_box(picture, _working_box(image, match.box), max(3, round(max(picture.size) / 250)))
     picture.thumbnail(tuple(screen), Image.Resampling.LANCZOS)
     original_width, original_height = image.original_size
     return ViewerImages(_jpeg(picture, quality=88), face, original_width, original_height)
