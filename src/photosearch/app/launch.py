@@ -79,7 +79,7 @@ def read_secrets_files(folder: Path | None = None) -> dict[str, Any]:
         except FileNotFoundError:
             continue
         except (OSError, tomllib.TOMLDecodeError) as error:
-            raise click.ClickException(f"cannot read {path}: {error}") from None
+            raise Refused(f"cannot read {path}: {error}") from None
     return merged
 
 
