@@ -505,6 +505,19 @@ def test_launch_refuses_a_taken_port_before_printing_the_address(tmp_path, monke
     assert "http://" not in result.output  # no address printed for someone else's server
 
 
+def test_launch_refuses_a_damaged_secrets_file_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PHOTOSEARCH_DATA_DIR", str(tmp_path / "data"))
+    secrets = tmp_path / ".streamlit" / "secrets.toml"
+    secrets.parent.mkdir()
+    secrets.write_text('password = "unterminated\n')
+    result = CliRunner().invoke(launch.app, ["--album", str(tmp_path), "--no-browser"])
+    assert result.exit_code == 2  # bad configuration, nothing started
+    assert f"cannot read {secrets}" in result.output
+    assert "Traceback" not in result.output and "http://" not in result.output
+
+
 def test_launch_command_and_environment():
     command = launch.streamlit_command("127.0.0.1", 8765, headless=True)
     assert command[1:5] == ["-m", "photosearch.app.streamlit_main", "run", str(launch.PAGE)]
