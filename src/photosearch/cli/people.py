@@ -55,7 +55,7 @@ def _failures():
     type=click.FloatRange(0.2, 1.0),
     default=None,
     help="How close on average two groups of faces must be to be one person (saved with the "
-    "people) [default: the saved one, else 0.52]. Lower splits more.",
+    "people) [default: the saved one, else 0.50]. Lower splits more.",
 )
 @click.option(
     "--min-faces",

@@ -43,9 +43,9 @@ def stray_choices(
     first, second: each stray's nearest allowed person (-1: none) and the distance to the
     second one (inf: none); distance: to the first; photos: each stray's photo id.
     """
-    chosen = np.where(
-        (first >= 0) & (distance < STRAY_DISTANCE) & (second - distance >= STRAY_MARGIN), first, -1
-    )
+    near = np.where(first >= 0, distance, np.inf)
+    ahead = np.where(near < STRAY_DISTANCE, second - np.minimum(near, STRAY_DISTANCE), 0.0)
+    chosen = np.where((near < STRAY_DISTANCE) & (ahead >= STRAY_MARGIN), first, -1)
     taken: dict[tuple[int, int], int] = {}
     for stray in np.flatnonzero(chosen >= 0)[np.argsort(distance[chosen >= 0], kind="stable")]:
         slot = (int(photos[stray]), int(chosen[stray]))
