@@ -63,7 +63,7 @@ def test_people_on_a_real_album_beat_dbscan(album, tmp_path):
     )
     assert ours.faces == 57  # one labelled face per photo
     assert ours.f1 >= dbscan_best.f1 - 1e-9, (ours, dbscan_best)
-    assert ours.f1 >= 0.9, ours
+    assert ours.f1 >= 0.95, ours  # 0.973 measured (57 labelled faces)
     # Bush's eight photos are one person, the singles are nobody.
     bush = [groups.get(key) for key, label in zip(found.faces.keys, labels, strict=True)]
     bush = [group for group, label in zip(bush, labels, strict=True) if label == "George_W_Bush"]
