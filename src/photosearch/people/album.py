@@ -82,9 +82,9 @@ def update(
     min_faces: int | None = None,
 ) -> UpdateReport:
     """Bring `state` up to the snapshot of `faces` (in place); see the module docstring."""
+    _remember(state, threshold, min_faces)
     threshold = _setting(threshold, state.threshold, DEFAULT_THRESHOLD)
     min_faces = int(_setting(min_faces, state.min_faces, DEFAULT_MIN_FACES))
-    state.threshold, state.min_faces = threshold, min_faces
     dropped = _drop_vanished(state, faces)
     assigned = {key for person in state.people.values() for key in person.faces}
     pool = [row for row, key in enumerate(faces.keys) if key not in assigned]
@@ -101,9 +101,9 @@ def update(
 def regroup(state: PeopleState, faces: AlbumFaces, *, threshold: float | None = None) -> None:
     """Group the whole album again (in place); corrected people stay whole and apart, other
     groups take the id of the old person they share most faces with."""
+    _remember(state, threshold, None)
     threshold = _setting(threshold, state.threshold, DEFAULT_THRESHOLD)
     min_faces = int(_setting(None, state.min_faces, DEFAULT_MIN_FACES))
-    state.threshold = threshold
     _drop_vanished(state, faces)
     kept = {key: person for key, person in state.people.items() if person.corrected}
     seeds = [faces.rows(person.faces) for person in kept.values()]
@@ -143,6 +143,15 @@ def regroup(state: PeopleState, faces: AlbumFaces, *, threshold: float | None = 
     _drop_rejected(state)
     state.model_id = faces.index.model_id
     state.index_generation = faces.index.generation
+
+
+def _remember(state: PeopleState, threshold: float | None, min_faces: int | None) -> None:
+    """Save only the settings a user gave: an album grouped at the defaults follows the
+    defaults of the photosearch that reads it, instead of pinning the one that wrote it."""
+    if threshold is not None:
+        state.threshold = float(threshold)
+    if min_faces is not None:
+        state.min_faces = int(min_faces)
 
 
 def _setting(given, saved, default) -> float:
