@@ -128,6 +128,14 @@ def test_people_page_and_viewer_in_the_browser(sync_api, app_url, tmp_path):
             dialog = page.get_by_role("dialog")
             dialog.get_by_text(f"1 of {len(obama)}").wait_for()
             settle(page)
+            # The photo may still be loading on a busy machine: wait until every image of the
+            # viewer has its pixels (naturalWidth is 0 before), then read the sizes.
+            page.wait_for_function(
+                "() => { const images = [...document.querySelectorAll('[role=dialog] img')];"
+                " return images.length > 0"
+                " && images.every(e => e.complete && e.naturalWidth > 0) }",
+                timeout=30000,
+            )
             widths = dialog.locator("img").evaluate_all("els => els.map(e => e.naturalWidth)")
             assert max(widths) > 480  # not the result thumbnail blown up
             page.screenshot(path=str(screenshot_path("people-03-viewer")))

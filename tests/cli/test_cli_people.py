@@ -31,6 +31,7 @@ def test_people_json_lines_corrections_and_search_by_person(album, tmp_path):
     assert [p["photos"] for p in people] == sorted((p["photos"] for p in people), reverse=True)
     assert summary["people"] == len(people) and summary["unassigned"]
     assert summary["assigned"] + len(summary["unassigned"]) == summary["faces_indexed"]
+    assert (summary["threshold"], summary["min_faces"]) == (0.5, 3)  # the defaults in use
     bush = people[0]
     assert bush["photos"] == 8 and all(
         f["photo"].startswith("George_W_Bush/") for f in bush["faces"]
@@ -58,6 +59,12 @@ def test_people_json_lines_corrections_and_search_by_person(album, tmp_path):
     assert {f["photo"] for f in named["faces"]} <= matched
     assert answer["album"] == str(album.album)  # the root the album-relative keys join
     assert "searching for George Bush with 6 grouped faces" in found.stderr
+
+    # A bar the user gives is kept for later updates (people.json), and reported.
+    given = run("people", "--index", str(location), "--json", "--min-faces", "4")
+    assert json.loads(given.stdout.splitlines()[-1])["min_faces"] == 4
+    later = run("people", "--index", str(location), "--json")
+    assert json.loads(later.stdout.splitlines()[-1])["min_faces"] == 4
 
     assert run("people", "name", "--index", str(location), "999", "X").exit_code == 2
     missing = run("search", "--index", str(location), "--person", "Nobody")

@@ -15,6 +15,7 @@ from photosearch.people.grouping import DEFAULT_MIN_FACES, group_faces
 from photosearch.people.neighbours import neighbour_graph
 from photosearch.people.quality import bcubed, centre_labels
 from photosearch.people.refresh import album_people
+from photosearch.people.strays import attach_strays
 from photosearch.search.query import SearchableIndex
 
 
@@ -62,7 +63,7 @@ def test_people_on_a_real_album_beat_dbscan(album, tmp_path):
     )
     assert ours.faces == 57  # one labelled face per photo
     assert ours.f1 >= dbscan_best.f1 - 1e-9, (ours, dbscan_best)
-    assert ours.f1 >= 0.9, ours
+    assert ours.f1 >= 0.95, ours  # 0.973 measured (57 labelled faces)
     # Bush's eight photos are one person, the singles are nobody.
     bush = [groups.get(key) for key, label in zip(found.faces.keys, labels, strict=True)]
     bush = [group for group, label in zip(bush, labels, strict=True) if label == "George_W_Bush"]
@@ -110,3 +111,39 @@ def test_exact_neighbours_match_brute_force():
     expected = np.argsort(distances, axis=1, kind="stable")[:, :5]
     assert (graph.indices == expected).mean() > 0.999
     assert DEFAULT_MIN_FACES == 3
+
+
+def test_strays_join_a_large_person_only_when_near_and_unrivalled():
+    rng = np.random.default_rng(11)
+    axis = np.eye(128)
+
+    def person(centre, count):  # faces ~0.3 from their centre, in random directions
+        noise = rng.normal(size=(count, 128))
+        return centre + 0.3 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+
+    big_a, big_b, small = 0.0 * axis[0], 0.76 * axis[0], 2.0 * axis[1]
+    faces = np.concatenate(
+        [
+            person(big_a, 12),  # rows 0-11: a large person
+            person(big_b, 12),  # rows 12-23: another, 0.76 away
+            person(small, 5),  # rows 24-28: a person too small to take strays
+            [
+                big_a + 0.3 * axis[5],  # 29: near A only -> joins A
+                big_a + 0.25 * axis[6],  # 30: near A, but A has a face of its photo
+                big_a + 0.36 * axis[0],  # 31: as near B as A -> nobody
+                small + 0.3 * axis[7],  # 32: near the small person -> nobody
+                big_a + 0.6 * axis[8],  # 33: too far from A
+                big_b + 0.2 * axis[9],  # 34 and 35: one photo, both near B: the nearer joins
+                big_b + 0.32 * axis[10],
+            ],
+        ]
+    )
+    labels = np.concatenate([np.zeros(12), np.full(12, 12), np.full(5, 24), np.arange(29, 36)])
+    photos = np.arange(len(faces))
+    photos[30] = 3  # the photo of A's face 3
+    photos[35] = photos[34]
+    found = attach_strays(faces.astype(np.float32), photos, labels.astype(np.int64), 3)
+    assert found[29] == 0 and found[34] == 12
+    for row in (30, 31, 32, 33, 35):
+        assert found[row] == row, row  # still a group of its own
+    assert found[:29].tolist() == labels[:29].tolist()

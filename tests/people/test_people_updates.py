@@ -50,6 +50,9 @@ def test_new_photos_join_people_and_ids_hold(album, tmp_path):
         assert faces <= set(after.state.people[pid].faces)  # nobody lost a face or an id
     assert sum(p.startswith("George_W_Bush/") for p, _ in after.state.people[bush].faces) == 8
     assert album_people(str(location)).report is None  # nothing new: nothing redone
+    # Grouped at the defaults: nothing pins them, so a later release's defaults apply.
+    saved_settings = json.loads((location / PEOPLE_NAME).read_text())
+    assert saved_settings["threshold"] is None and saved_settings["min_faces"] is None
 
     # Re-indexing from scratch (new snapshot, same photos) keeps every person and id.
     for name in ("manifest.json", "manifests", "shards"):

@@ -55,7 +55,7 @@ def _failures():
     type=click.FloatRange(0.2, 1.0),
     default=None,
     help="How close on average two groups of faces must be to be one person (saved with the "
-    "people) [default: the saved one, else 0.52]. Lower splits more.",
+    "people) [default: the saved one, else 0.50]. Lower splits more.",
 )
 @click.option(
     "--min-faces",
@@ -96,6 +96,8 @@ def show(found, location: str, as_json: bool) -> None:
     summaries = found.summaries()
     loose = found.unassigned()
     state = found.state
+    from photosearch.people.grouping import DEFAULT_MIN_FACES, DEFAULT_THRESHOLD
+
     if as_json:
         for summary in summaries:
             click.echo(json.dumps(summary.to_json()))
@@ -108,8 +110,8 @@ def show(found, location: str, as_json: bool) -> None:
                     "faces_indexed": len(found.faces.keys),
                     "assigned": len(found.faces.keys) - len(loose),
                     "unassigned": [{"photo": photo, "face": face} for photo, face in loose],
-                    "threshold": state.threshold,
-                    "min_faces": state.min_faces,
+                    "threshold": DEFAULT_THRESHOLD if state.threshold is None else state.threshold,
+                    "min_faces": DEFAULT_MIN_FACES if state.min_faces is None else state.min_faces,
                 }
             )
         )

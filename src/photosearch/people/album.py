@@ -2,9 +2,10 @@
 
 `update` brings a saved PeopleState up to an index snapshot:
 1. faces gone from the index leave their people (a person left with none is dropped);
-2. every face in nobody (new faces and those unassigned before) joins the person whose faces it
-   is closest to on average, when that is under the grouping threshold, the person has no face
-   of its photo yet and the user did not say "not this person" for it;
+2. every face in nobody (new faces and those unassigned before) joins the person it is closest
+   to by the grouping's linkage, when that is under the grouping threshold (or, failing that,
+   a large person whose centre is near, strays.py), the person has no face of its photo yet
+   and the user did not say "not this person" for it;
 3. the faces still in nobody are grouped among themselves (grouping.py); groups of at least
    `min_faces` become new people with new ids, the rest stay unassigned.
 So ids never change for a person who keeps a face, and the first run is the plain grouping of
@@ -32,6 +33,7 @@ from photosearch.people.grouping import (
     group_faces,
 )
 from photosearch.people.store import FaceKey, PeopleState, Person
+from photosearch.people.strays import STRAY_MIN_PERSON, stray_choices
 from photosearch.search.query import SearchableIndex
 
 __all__ = ["AlbumFaces", "UpdateReport", "regroup", "update"]
@@ -80,9 +82,9 @@ def update(
     min_faces: int | None = None,
 ) -> UpdateReport:
     """Bring `state` up to the snapshot of `faces` (in place); see the module docstring."""
+    _remember(state, threshold, min_faces)
     threshold = _setting(threshold, state.threshold, DEFAULT_THRESHOLD)
     min_faces = int(_setting(min_faces, state.min_faces, DEFAULT_MIN_FACES))
-    state.threshold, state.min_faces = threshold, min_faces
     dropped = _drop_vanished(state, faces)
     assigned = {key for person in state.people.values() for key in person.faces}
     pool = [row for row, key in enumerate(faces.keys) if key not in assigned]
@@ -99,14 +101,19 @@ def update(
 def regroup(state: PeopleState, faces: AlbumFaces, *, threshold: float | None = None) -> None:
     """Group the whole album again (in place); corrected people stay whole and apart, other
     groups take the id of the old person they share most faces with."""
+    _remember(state, threshold, None)
     threshold = _setting(threshold, state.threshold, DEFAULT_THRESHOLD)
     min_faces = int(_setting(None, state.min_faces, DEFAULT_MIN_FACES))
-    state.threshold = threshold
     _drop_vanished(state, faces)
     kept = {key: person for key, person in state.people.items() if person.corrected}
     seeds = [faces.rows(person.faces) for person in kept.values()]
     labels = group_faces(
-        faces.descriptors, faces.photo_ids, threshold=threshold, edges=faces.edges, seeds=seeds
+        faces.descriptors,
+        faces.photo_ids,
+        threshold=threshold,
+        edges=faces.edges,
+        seeds=seeds,
+        min_faces=min_faces,
     )
     owner = {faces.row_of[k]: p.id for p in state.people.values() for k in p.faces}
     old = {key: person for key, person in state.people.items() if not person.corrected}
@@ -136,6 +143,15 @@ def regroup(state: PeopleState, faces: AlbumFaces, *, threshold: float | None = 
     _drop_rejected(state)
     state.model_id = faces.index.model_id
     state.index_generation = faces.index.generation
+
+
+def _remember(state: PeopleState, threshold: float | None, min_faces: int | None) -> None:
+    """Save only the settings a user gave: an album grouped at the defaults follows the
+    defaults of the photosearch that reads it, instead of pinning the one that wrote it."""
+    if threshold is not None:
+        state.threshold = float(threshold)
+    if min_faces is not None:
+        state.min_faces = int(min_faces)
 
 
 def _setting(given, saved, default) -> float:
@@ -186,6 +202,8 @@ def _join_people(state: PeopleState, faces: AlbumFaces, pool: list[int], thresho
     person_shift = np.array([shifts[rows].sum() for rows in member_rows])
     sizes = np.array([len(rows) for rows in member_rows], dtype=np.float64)
     bars = threshold + EDGE_WEIGHT * (shifts[pool][:, None] + person_shift) / (sizes + 1.0)
+    centre = np.sqrt(np.maximum(stats.linkage_to_faces(faces.descriptors[pool], 0.0), 0.0))
+    centre[~np.isfinite(linkage)] = np.inf  # the same faces are barred
     linkage = linkage / (bars * bars)  # under 1: close enough
     best = np.argmin(linkage, axis=1) if linkage.shape[1] else np.zeros(len(pool), int)
     value = linkage[np.arange(len(pool)), best]
@@ -196,6 +214,19 @@ def _join_people(state: PeopleState, faces: AlbumFaces, pool: list[int], thresho
         slot = (int(faces.photo_ids[row]), int(best[position]))
         if slot not in chosen or value[position] < chosen[slot][0]:
             chosen[slot] = (float(value[position]), row)
+    # The others may join a large person whose centre is near, as in a grouping (strays.py).
+    taken = {row for _, row in chosen.values()}
+    centre[:, sizes < STRAY_MIN_PERSON] = np.inf
+    order = np.argsort(centre, axis=1)[:, :2]
+    near = np.take_along_axis(centre, order, axis=1)
+    first = np.where(np.isfinite(near[:, 0]), order[:, 0], -1)
+    second = near[:, 1] if centre.shape[1] > 1 else np.full(len(pool), np.inf)
+    strays = stray_choices(first, second, near[:, 0], faces.photo_ids[pool])
+    for position in np.flatnonzero(strays >= 0).tolist():
+        row = pool[position]
+        slot = (int(faces.photo_ids[row]), int(strays[position]))
+        if row not in taken and slot not in chosen:
+            chosen[slot] = (float(near[position, 0]), row)
     joined = {}
     for (_, number), (_, row) in sorted(chosen.items(), key=lambda item: item[1][1]):
         person = state.people[ids[number]]
@@ -208,7 +239,11 @@ def _new_people(state, faces: AlbumFaces, pool: list[int], threshold: float, min
     if len(pool) < min_faces:
         return 0
     labels = group_faces(
-        faces.descriptors[pool], faces.photo_ids[pool], threshold=threshold, edges=faces.edges[pool]
+        faces.descriptors[pool],
+        faces.photo_ids[pool],
+        threshold=threshold,
+        edges=faces.edges[pool],
+        min_faces=min_faces,
     )
     groups: dict[int, list[int]] = defaultdict(list)
     for position, label in enumerate(labels.tolist()):

@@ -5,15 +5,20 @@ rule, so one look-alike pair chains two people together and its radius has to st
 splitting people whose photos vary. Average linkage merges two groups only when their faces are
 close *on average*, which keeps people apart and lets each grow with all its photos.
 
-The linkage is the mean squared distance between the two groups' faces. It is exact from each
-group's face count, descriptor sum and sum of squared norms:
-    mean |a - b|^2 = Q_A/n_A + Q_B/n_B - 2 S_A.S_B / (n_A n_B)
-so no pairwise matrix is kept: only pairs of groups joined by a neighbour-graph edge are ever
+The linkage is the mean squared distance between the two groups' faces, which is the distance
+of their centres plus each group's own spread (mean squared distance of its faces to its centre):
+    mean |a - b|^2 = |m_A - m_B|^2 + s_A + s_B = Q_A/n_A + Q_B/n_B - 2 S_A.S_B / (n_A n_B)
+with the spreads weighed by SPREAD_WEIGHT (< 1): two big groups of one person differ mostly by
+their spreads, which full average linkage counts in full and so kept big people in pieces.
+It is exact from each group's face count, descriptor sum and sum of squared norms, so no
+pairwise matrix is kept: only pairs of groups joined by a neighbour-graph edge are ever
 compared (candidates), each exactly. Groups are merged closest first until no pair is under
 `threshold` squared (the linkage is reducible, so the order is the classic one).
 
 Two faces of one photo are never the same person: groups sharing a photo never merge.
 Seeds (people the user corrected) start as groups and are never merged with each other.
+Then faces left in groups under the minimum may join a large person whose centre is near
+(strays.py).
 """
 
 from __future__ import annotations
@@ -25,17 +30,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from photosearch.people.neighbours import EXACT_LIMIT, neighbour_graph
+from photosearch.people.strays import attach_strays
 
 __all__ = [
     "DEFAULT_MIN_FACES",
     "DEFAULT_THRESHOLD",
+    "SPREAD_WEIGHT",
     "GroupStats",
     "crowd_edges",
     "group_faces",
 ]
 
 # Calibrated on one half of the lfw-devtrain identities (docs/people.md has the figures).
-DEFAULT_THRESHOLD = 0.52  # root of the mean squared distance under which groups merge
+DEFAULT_THRESHOLD = 0.50  # root of the (spread-weighed) mean squared distance to merge under
+SPREAD_WEIGHT = 0.75  # how much each group's own spread counts in the linkage (1: average linkage)
 DEFAULT_MIN_FACES = 3  # smaller groups stay unassigned (as Immich's minimum faces)
 NEIGHBOURS = 10  # graph degree: candidates per face
 NEIGHBOURS_HUGE = 6  # past neighbours.EXACT_LIMIT faces
@@ -69,15 +77,25 @@ class GroupStats:
             squares=np.array([np.einsum("ij,ij->", x[g], x[g]) for g in groups]),
         )
 
-    def linkage_to_faces(self, descriptors: np.ndarray) -> np.ndarray:
-        """(faces, groups) mean squared distance from each face to each group's faces."""
+    @property
+    def centres(self) -> np.ndarray:
+        return self.sums / self.count[:, None]
+
+    def linkage_to_faces(
+        self, descriptors: np.ndarray, spread_weight: float = SPREAD_WEIGHT
+    ) -> np.ndarray:
+        """(faces, groups) linkage of each face to each group: the squared distance to the
+        group's centre plus `spread_weight` times the group's spread (1: the mean squared
+        distance to the group's faces)."""
         x = np.asarray(descriptors, dtype=np.float64)
         if len(self.count) == 0:
             return np.empty((len(x), 0))
         norms = np.einsum("ij,ij->i", x, x)
+        centres = self.centres
+        spreads = self.squares / self.count - np.einsum("ij,ij->i", centres, centres)
         return (
             norms[:, None]
-            + (self.squares / self.count)[None, :]
+            + (self.squares / self.count - (1.0 - spread_weight) * spreads)[None, :]
             - 2.0 * (x @ self.sums.T) / self.count[None, :]
         )
 
@@ -121,6 +139,8 @@ def group_faces(
     threshold: float = DEFAULT_THRESHOLD,
     edges: np.ndarray | None = None,
     edge_weight: float = EDGE_WEIGHT,
+    spread_weight: float = SPREAD_WEIGHT,
+    min_faces: int = DEFAULT_MIN_FACES,
     seeds: Sequence[Sequence[int]] = (),
     neighbours: int | None = None,
     exact: bool | None = None,
@@ -129,6 +149,7 @@ def group_faces(
 
     photos: an id of each face's photo (faces of one photo never share a group).
     seeds: groups of face rows to start from (corrected people), kept whole and apart.
+    min_faces: faces of smaller groups are strays, which may join a large person (strays.py).
     Labels are the smallest face row of each group, so the same input gives the same labels.
     """
     x = np.ascontiguousarray(descriptors, dtype=np.float32)
@@ -178,12 +199,17 @@ def group_faces(
         if not near:
             return
         others = np.fromiter(near, dtype=np.int64, count=len(near))
+        mine, theirs = sums[group].astype(np.float64), sums[others].astype(np.float64)
+        # Each group's spread: its mean squared norm minus its centre's squared norm.
+        spread_mine = squares[group] / size[group] - mine @ mine / size[group] ** 2
+        spread_theirs = squares[others] / size[others] - np.einsum("ij,ij->i", theirs, theirs) / (
+            size[others] ** 2
+        )
         linkage = (
             squares[group] / size[group]
             + squares[others] / size[others]
-            - 2.0
-            * (sums[others].astype(np.float64) @ sums[group].astype(np.float64))
-            / (size[group] * size[others])
+            - 2.0 * (theirs @ mine) / (size[group] * size[others])
+            - (1.0 - spread_weight) * (spread_mine + spread_theirs)
         )
         # Where strangers start around these faces moves the bar (module docstring).
         bars = threshold + edge_weight * (edge_sum[group] + edge_sum[others]) / (
@@ -238,7 +264,7 @@ def group_faces(
     labels = np.arange(count, dtype=np.int64)
     for group in members.values():
         labels[group] = min(group)
-    return labels
+    return attach_strays(x, photo, labels, min_faces)
 
 
 def _absorb(root, other, parent, size, edge_sum, sums, squares, members, photo_sets, photo):
