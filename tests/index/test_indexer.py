@@ -350,7 +350,7 @@ def test_rebuild_redoes_only_photos_detected_otherwise_and_resumes(tmp_path, sha
     assert Indexer(Album(album), index, first).run().indexed == 3
     assert set(stored_detection(index, first)) == {first.detection_settings}
 
-    other = RecordingEngine(detection_side=1000)
+    other = RecordingEngine(detector="mmod")  # the dlib-exact detector
     assert other.detection_settings != first.detection_settings
     with pytest.raises(KeyboardInterrupt):
         InterruptedIndexer(Album(album), index, other, rebuild=True, commit_photos=1).run()

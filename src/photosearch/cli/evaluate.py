@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from photosearch.cli.options import (
+    detector_option,
     device_option,
     mirror_option,
     parse_upsample,
@@ -33,10 +34,11 @@ def eval_group() -> None:
     help="The LFW images folder (Person_Name/Person_Name_NNNN.jpg).",
 )
 @upsample_option
+@detector_option
 @device_option
 @mirror_option
 @click.option("--json", "as_json", is_flag=True, help="Finish with one JSON line of figures.")
-def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
+def eval_lfw(pairs_file, images_dir, upsample, detector, device, mirror, as_json) -> None:
     """LFW verification accuracy on PAIRS_FILE: 10-fold protocol and the default threshold."""
     from photosearch.evaluate.lfw import central_descriptor, evaluate_pairs, read_pairs
     from photosearch.faces.engine import FaceEngine
@@ -47,7 +49,12 @@ def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
         pairs = read_pairs(pairs_file)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    engine = FaceEngine(device=device, upsample=parse_upsample(upsample), mirror=mirror)
+    try:
+        engine = FaceEngine(
+            device=device, upsample=parse_upsample(upsample), mirror=mirror, detector=detector
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     def describe(names: list[str]) -> dict:
         found = {}

@@ -13,6 +13,7 @@ import click
 
 from photosearch.cli.options import (
     detection_side_option,
+    detector_option,
     device_option,
     max_side_option,
     say,
@@ -40,6 +41,7 @@ __all__ = ["index", "info", "main"]
 )
 @max_side_option
 @detection_side_option
+@detector_option
 @click.option(
     "--commit-every",
     type=click.IntRange(min=1),
@@ -64,6 +66,7 @@ def index(
     workers,
     max_side,
     detection_side,
+    detector,
     commit_every,
     retry_errors,
     rebuild,
@@ -85,7 +88,9 @@ def index(
     except (ValueError, ImportError, OSError) as exc:
         raise click.ClickException(f"cannot open album {album}: {exc}") from None
     location = index_location or default_index_location(source.location)
-    engine = FaceEngine(device=device, max_side=max_side, detection_side=detection_side)
+    engine = FaceEngine(
+        device=device, max_side=max_side, detection_side=detection_side, detector=detector
+    )
     if not quiet:
         say(f"indexing {source.location}")
         say(f"index    {location}  (device {engine.device})")

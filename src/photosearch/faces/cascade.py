@@ -90,7 +90,7 @@ def _crops(
     image = Image.fromarray(np.ascontiguousarray(pixels))
     crops, origins, scales = [], [], []
     for x1, y1, x2, y2, _ in candidates:
-        side = max(x2 - x1, 1.0)
+        side = max(x2 - x1, y2 - y1, 1.0)  # O-Net's boxes are taller than wide, not square
         scale = FACE_PX / side
         half = CROP_PX / scale / 2
         cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
@@ -110,7 +110,7 @@ def _nearest(
     """The MMOD detection of a crop nearest the candidate's centre (mapped to image pixels),
     or None when none lies close enough to be that face."""
     cx, cy = (candidate[0] + candidate[2]) / 2, (candidate[1] + candidate[3]) / 2
-    limit = MAX_SCORE_DISTANCE * max(candidate[2] - candidate[0], 1.0)
+    limit = MAX_SCORE_DISTANCE * max(candidate[2] - candidate[0], candidate[3] - candidate[1], 1.0)
     best, best_distance = None, limit
     for detection in found:
         left, top, right, bottom = detection.box
