@@ -77,7 +77,8 @@ def test_fractional_enlargement_finds_faces_below_the_detector_window(shared_dat
     enlarged.save(buffer, "PNG")
     image = load_image(buffer.getvalue())
     plain = FaceEngine(device="cpu", upsample=0, workers=1).faces(image)
-    auto = FaceEngine(device="cpu", workers=1, detection_side=1600).faces(image)
+    auto = FaceEngine(device="cpu", workers=1, detection_side=1600, detector="mmod")
+    auto = auto.faces(image)
     assert len(plain) < 6 == len(auto)
     for face in auto:
         left, top, right, bottom = face.box
@@ -85,8 +86,9 @@ def test_fractional_enlargement_finds_faces_below_the_detector_window(shared_dat
         assert 55 <= right - left + 1 <= 90
 
 
-def test_smallest_faces_are_found_with_dlib_upsampling(shared_data, engine):
-    faces = engine.faces(shared_data / "photos" / SMALL_FACES)
+def test_smallest_faces_are_found_with_dlib_upsampling(shared_data):
+    mmod = FaceEngine(device="cpu", workers=1, detector="mmod")
+    faces = mmod.faces(shared_data / "photos" / SMALL_FACES)
     assert len(faces) == 6
     assert min(face.box[2] - face.box[0] + 1 for face in faces) < 50
 
