@@ -31,11 +31,14 @@ chromium:
 setup: $(STAMP)
 
 ALBUM ?= ../shared/data/photos
+# `make run PORT=8600` chooses the port (empty: photosearch app's default).
+PORT ?=
+PORT_OPTION := $(if $(strip $(PORT)),--port $(PORT),)
 # Opens the web app on the album; "Index new photos" there indexes it in the background.
 run: $(STAMP)
-	@if [ -e "$(ALBUM)" ]; then $(VENV)/bin/photosearch app --album "$(ALBUM)"; \
+	@if [ -e "$(ALBUM)" ]; then $(VENV)/bin/photosearch app --album "$(ALBUM)" $(PORT_OPTION); \
 	else echo "album $(ALBUM) not found: pick a folder in the app (or make run ALBUM=~/Pictures)"; \
-	$(VENV)/bin/photosearch app; fi
+	$(VENV)/bin/photosearch app $(PORT_OPTION); fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

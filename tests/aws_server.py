@@ -111,9 +111,10 @@ def create_bucket(s3: Any, name: str) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_template() -> dict:
-    """infra/photosearch.yaml as plain data: '!Sub x' becomes {'Fn::Sub': 'x'}, '!Ref x'
-    {'Ref': 'x'}, as CloudFormation reads it. (Plain PyYAML: importing cfn-lint costs ~2 s.)"""
+def load_template(path: Path = TEMPLATE_PATH) -> dict:
+    """infra/photosearch.yaml (or another template) as plain data: '!Sub x' becomes
+    {'Fn::Sub': 'x'}, '!Ref x' {'Ref': 'x'}, as CloudFormation reads it. (Plain PyYAML:
+    importing cfn-lint costs ~2 s.)"""
     yaml = pytest.importorskip("yaml", reason="PyYAML is not installed")
 
     class TemplateLoader(yaml.SafeLoader):
@@ -132,7 +133,7 @@ def load_template() -> dict:
         return {name: value}
 
     TemplateLoader.add_multi_constructor("!", intrinsic)
-    return yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=TemplateLoader)
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=TemplateLoader)
 
 
 NO_VALUE = object()

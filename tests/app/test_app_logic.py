@@ -475,25 +475,46 @@ def test_launch_refuses_public_without_password(tmp_path, monkeypatch):
     monkeypatch.delenv(logic.ENV_PASSWORD_HASH, raising=False)
     monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml here
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PHOTOSEARCH_DATA_DIR", str(tmp_path / "data"))  # no users file
     for arguments in (["--public"], ["--address", "10.1.2.3"]):
         result = CliRunner().invoke(launch.app, [*arguments, "--album", str(tmp_path)])
-        assert result.exit_code == 1
+        assert result.exit_code == 2  # bad configuration, nothing started
         assert "without a password" in result.output
     monkeypatch.setenv(logic.ENV_PASSWORD, "pw")
     no_album = CliRunner().invoke(launch.app, ["--public"])
-    assert no_album.exit_code == 1 and "--public needs --album" in no_album.output
+    assert no_album.exit_code == 2 and "--public needs --album" in no_album.output
     missing = CliRunner().invoke(launch.app, ["--album", str(tmp_path / "nope")])
-    assert missing.exit_code == 1 and "album folder not found" in missing.output
+    assert missing.exit_code == 2 and "album folder not found" in missing.output
+
+
+def test_launch_refuses_a_taken_port_before_printing_the_address(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("PHOTOSEARCH_DATA_DIR", str(tmp_path / "data"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            launch.app, ["--album", str(tmp_path), "--port", str(port), "--no-browser"]
+        )
+    assert result.exit_code == 2  # nothing started
+    assert f"port {port} on 127.0.0.1 is not free" in result.output
+    assert "http://" not in result.output  # no address printed for someone else's server
 
 
 def test_launch_command_and_environment():
     command = launch.streamlit_command("127.0.0.1", 8765, headless=True)
-    assert command[1:5] == ["-m", "streamlit", "run", str(launch.PAGE)]
+    assert command[1:5] == ["-m", "photosearch.app.streamlit_main", "run", str(launch.PAGE)]
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options["--server.address"] == "127.0.0.1"
     assert options["--server.port"] == "8765"
     assert options["--server.headless"] == "true"
     assert options["--browser.gatherUsageStats"] == "false"
+    assert options["--server.maxUploadSize"] == str(launch.MAX_UPLOAD_MB)
+    assert options["--server.maxMessageSize"] == str(launch.MAX_MESSAGE_MB)
     stored = logic.hash_password("pw")
     environment = launch.app_environment(
         "/photos", None, True, stored, base={logic.ENV_PASSWORD: "pw", logic.ENV_INDEX: "old"}
@@ -504,3 +525,106 @@ def test_launch_command_and_environment():
     assert environment[logic.ENV_PUBLIC] == "1"
     config = logic.AppConfig.from_environment(environment)
     assert config.public and config.album == "/photos" and config.password_hash == stored
+
+
+# -- issue 12: undo "not me", copy destinations, per-user people, the shared reader --------------
+
+
+def test_not_me_can_be_undone_and_is_listed(library, obama, tmp_path):
+    album = library.album.location
+    store = logic.PeopleStore(tmp_path / "people")
+    session = logic.SearchSession()
+    session.uploads["a"] = obama
+    before = session.matches(library, store)
+    worst = before[-1]
+    session.mark_not_me(worst, store, album)
+    assert session.hidden(store, album) == [(worst.photo, worst.face_index)]
+    session.unhide(worst.photo, worst.face_index, store, album)
+    assert session.hidden(store, album) == []
+    assert [m.photo for m in session.matches(library, store)] == [m.photo for m in before]
+
+    # A saved person: the exclusion is in storage, and undo removes it there.
+    session.mark_not_me(worst, store, album)
+    person = session.save_person("Barack", store, album, "model-x")
+    assert store.get(person.id).exclusions_for(album) == [(worst.photo, worst.face_index)]
+    fresh = logic.SearchSession(person_id=person.id)
+    assert fresh.hidden(store, album) == [(worst.photo, worst.face_index)]
+    fresh.unhide(worst.photo, worst.face_index, store, album)
+    assert store.get(person.id).exclusions_for(album) == []
+    assert [m.photo for m in fresh.matches(library, store)] == [m.photo for m in before]
+
+
+def test_copy_to_a_relative_or_unwritable_folder(library, obama, tmp_path, monkeypatch):
+    matches = logic.find_matches(obama.descriptor[None], library.searchable())[:2]
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the server's working directory: never written to
+    report = logic.copy_to_folder(library.album, matches, "picked/obama", base=tmp_path / "home")
+    assert not isinstance(report, str) and report.copied == 2
+    assert report.destination == str((tmp_path / "home" / "picked" / "obama").resolve())
+    assert list(elsewhere.iterdir()) == []
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    refused = logic.copy_to_folder(library.album, matches, str(blocker / "sub"))
+    assert isinstance(refused, str) and refused.startswith(f"Cannot copy to {blocker / 'sub'}: ")
+    assert "\n" not in refused
+
+
+def test_each_user_has_their_own_people(obama, tmp_path, monkeypatch):
+    monkeypatch.setenv(logic.people.ENV_PEOPLE, str(tmp_path / "saved-people"))
+    alice = logic.PeopleStore(logic.people_location("alice"))
+    bob = logic.PeopleStore(logic.people_location("bob"))
+    saved = alice.create("Barack", obama.descriptors[:1], model_id="m")
+    assert [p.name for p in alice.list()] == ["Barack"] and bob.list() == []
+    assert bob.get(saved.id) is None and not bob.forget(saved.id)
+    assert (tmp_path / "saved-people" / "alice" / saved.id / "person.json").exists()
+    for bad in ("../alice", "Alice", "", "a/b"):
+        with pytest.raises(ValueError):
+            logic.people_location(bad)
+
+
+def test_people_saved_before_accounts_move_to_the_owner(obama, tmp_path):
+    legacy = logic.PeopleStore(tmp_path / "people")
+    old = legacy.create("Barack", obama.descriptors[:1], model_id="m")
+    owner = logic.PeopleStore(tmp_path / "saved-people" / "owner")
+    assert logic.adopt_legacy_people(tmp_path / "people", owner) == 1
+    assert [p.id for p in owner.list()] == [old.id] and legacy.list() == []
+    assert logic.adopt_legacy_people(tmp_path / "people", owner) == 0
+
+
+def test_people_on_s3_under_the_users_prefix(obama, aws_env):
+    import boto3
+
+    pytest.importorskip("s3fs", reason="s3fs (the aws extra) is not installed")
+    s3 = boto3.client("s3")
+    aws_server.create_bucket(s3, "app-people")
+    environment = {logic.people.ENV_PEOPLE: "s3://app-people/saved-people"}
+    store = logic.PeopleStore(logic.people_location("alice", environment))
+    person = store.create("Barack", obama.descriptors[:1], model_id="m", face=b"jpeg")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="app-people")["Contents"])
+    prefix = f"saved-people/alice/{person.id}/"
+    assert keys == [prefix + "face.jpg", prefix + "person.json"]
+    store.add_exclusion(person.id, "album", "a.jpg", 0)
+    again = logic.PeopleStore("s3://app-people/saved-people/alice")
+    assert again.get(person.id).exclusions_for("album") == [("a.jpg", 0)]
+    assert again.get(person.id).face == b"jpeg"
+    assert logic.PeopleStore("s3://app-people/saved-people/bob").list() == []
+    assert again.forget(person.id) and again.list() == []
+
+
+def test_decoding_an_upload_never_waits_for_another_users_search(reader):
+    """The shared engine is locked only around the face search: while another session holds
+    it, an upload is still decoded (here: found not to be an image) at once."""
+    assert reader.model_id  # the engine is loaded
+    answered = threading.Event()
+
+    def read() -> None:
+        with pytest.raises(logic.ReferencePhotoError, match="not an image"):
+            reader.read(b"%PDF-1.7 not a photo", "doc.pdf")
+        answered.set()
+
+    with reader._lock:  # another session's search in progress
+        worker = threading.Thread(target=read)
+        worker.start()
+        assert answered.wait(20), "decoding waited for the engine lock"
+    worker.join()

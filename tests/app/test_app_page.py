@@ -154,13 +154,14 @@ def test_choosing_the_face_in_a_group_reference(environment):
     app = start()
     upload(app, "two.jpg", (PHOTOS / TWO_FACES_REFERENCE).read_bytes())
     assert any("shows 2 people" in m.value for m in app.markdown)
-    choices = [b for b in app.button if b.label in ("✓ This one", "This one")]
-    assert [b.label for b in choices].count("✓ This one") == 1
+    choices = [b for b in app.button if b.label.removeprefix("✓ ") in ("Face 1", "Face 2")]
+    assert sorted(b.label.removeprefix("✓ ") for b in choices) == ["Face 1", "Face 2"]
+    assert sum(b.label.startswith("✓ ") for b in choices) == 1  # each face its own label
     assert set(shown_photos(app)) == album_keys_showing("Barack_Obama")  # the largest face
-    other = next(b for b in choices if b.label == "This one")
+    other = next(b for b in choices if not b.label.startswith("✓ "))
     other.click().run()
     assert set(shown_photos(app)) == album_keys_showing("Joe_Biden")
-    assert [b.label for b in app.button if "This one" in b.label].count("✓ This one") == 1
+    assert [b.label for b in app.button if b.label.startswith("✓ Face")] == [f"✓ {other.label}"]
 
 
 def test_save_search_and_forget_a_person(environment, album):
@@ -170,7 +171,7 @@ def test_save_search_and_forget_a_person(environment, album):
     next(b for b in app.button if b.label == "Not me").click().run()
     app.text_input(key="person_name").input("Barack").run()
     app.button(key="save_person").click().run()
-    store = logic.PeopleStore(environment / "people")
+    store = logic.PeopleStore(environment / "saved-people" / "owner")  # loopback: the owner
     (person,) = store.list()
     assert person.name == "Barack" and len(person.descriptors) == 1
     (excluded,) = person.exclusions_for(str(album.album.resolve()))
@@ -182,34 +183,21 @@ def test_save_search_and_forget_a_person(environment, album):
     other.button(key=f"use-{person.id}").click().run()
     assert shown_photos(other) == found[1:]
     other.button(key=f"forget-{person.id}").click().run()
-    assert store.list() == [] and not (environment / "people" / person.id).exists()
+    assert store.list() == [] and not (environment / "saved-people" / "owner" / person.id).exists()
     assert not shown_photos(other)
 
 
-def test_network_access_asks_for_the_password(environment, monkeypatch):
+def test_network_access_without_the_gateway_shows_nothing(environment, monkeypatch):
+    """Started for the network, the page shows photos only to users the gateway vouches for:
+    a password alone, or a gateway token without its headers, shows nothing."""
     monkeypatch.setenv(logic.ENV_PUBLIC, "1")
     monkeypatch.setenv(logic.ENV_PASSWORD_HASH, logic.hash_password("open sesame"))
-    app = start()
-    assert not app.file_uploader and not app.sidebar.metric
-    app.text_input(key="password").input("wrong")  # a form: sent with its button
-    app.button[0].click().run()
-    assert [e.value for e in app.error] == ["Wrong password."]
-    assert not app.file_uploader
-    app.text_input(key="password").input("open sesame")
-    app.button[0].click().run()
-    assert app.file_uploader and app.sidebar.metric
-    # Served to the network: results can be downloaded, not copied on the server's disks.
-    upload(app, "obama.jpg", (PHOTOS / OBAMA_REFERENCE).read_bytes())
-    assert shown_photos(app) and app.download_button
-    assert not [t for t in app.text_input if t.key == "copy_folder"]
-    assert not [b for b in app.sidebar.button if b.label == "Open another album"]
-
-
-def test_network_access_without_password_shows_nothing(environment, monkeypatch):
-    monkeypatch.setenv(logic.ENV_PUBLIC, "1")
-    app = start()
-    assert "no password is set" in app.error[0].value
-    assert not app.file_uploader and not app.text_input and not app.sidebar.metric
+    for token in (None, "the-gateway-token"):
+        if token:
+            monkeypatch.setenv("PHOTOSEARCH_APP_GATEWAY_TOKEN", token)
+        app = start()
+        assert "signed in through its gateway" in app.error[0].value
+        assert not app.file_uploader and not app.text_input and not app.sidebar.metric
 
 
 def test_pick_an_album_and_index_it_in_the_page(environment, tmp_path, monkeypatch):

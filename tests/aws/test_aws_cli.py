@@ -162,7 +162,7 @@ def test_a_failed_creation_is_one_clear_line(aws_env) -> None:
     """Bucket names are global: one taken already makes the creation fail, and says why."""
     create_bucket(boto3.client("s3"), f"photosearch-embeddings-{ACCOUNT}-{REGION}")
     result = run("provision")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: provisioning stack photosearch: BucketAlreadyExists: ")
 
@@ -179,7 +179,7 @@ def test_teardown_refuses_buckets_with_data_and_force_deletes_every_version(aws_
     s3.create_multipart_upload(Bucket=ALBUM_BUCKET, Key="unfinished.jpg")
 
     refused = run("teardown")
-    assert refused.exit_code == 1
+    assert refused.exit_code == 2
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("error: refusing to delete buckets that hold data")
     assert f"{ALBUM_BUCKET} (4 object versions, 1 unfinished uploads)" in line
@@ -192,7 +192,7 @@ def test_teardown_refuses_buckets_with_data_and_force_deletes_every_version(aws_
     assert f"stack photosearch ({REGION}): deleted, 4 object versions deleted" in forced.stdout
     assert not BUCKETS & {b["Name"] for b in s3.list_buckets()["Buckets"]}
     gone = run("status")
-    assert gone.exit_code == 1
+    assert gone.exit_code == 2
     assert gone.stderr.strip() == (
         f"error: no stack named 'photosearch' in {REGION} "
         "(create it with `photosearch aws provision`)"
@@ -204,7 +204,7 @@ def test_teardown_of_empty_buckets_needs_no_force(aws_env) -> None:
     result = run("teardown", "--name-prefix", "ps-test")
     assert result.exit_code == 0, result.output
     assert "DELETE_COMPLETE" in result.stderr
-    assert run("teardown", "--name-prefix", "ps-test").exit_code == 1  # nothing left
+    assert run("teardown", "--name-prefix", "ps-test").exit_code == 2  # nothing left
 
 
 def test_missing_credentials_is_one_clear_line(aws_env, album, monkeypatch) -> None:
@@ -212,12 +212,12 @@ def test_missing_credentials_is_one_clear_line(aws_env, album, monkeypatch) -> N
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     for args in (["status"], ["provision"], ["teardown"], ["upload", str(album), "--bucket", "b"]):
         result = run(*args)
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("error: no AWS credentials found"), line
     monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
     result = run("status")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == (
         "error: loading the AWS configuration: "
         "The config profile (no-such-profile) could not be found\n"
@@ -232,7 +232,7 @@ def test_unreachable_endpoint_is_one_clear_line(aws_env, album, monkeypatch) -> 
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # standard variable: no retry backoff here
     for args in (["status"], ["upload", str(album), "--bucket", "b"]):
         result = run(*args)
-        assert result.exit_code == 1
+        assert result.exit_code == 2
         (line,) = result.stderr.strip().splitlines()
         assert line.startswith("error: ") and f"cannot reach http://127.0.0.1:{port}" in line
 
@@ -350,7 +350,7 @@ def test_large_photos_go_up_in_checksummed_parts_and_are_skipped_next_time(
 
 def test_upload_to_a_missing_bucket_is_one_clear_line(aws_env, album) -> None:
     result = run("upload", str(album), "--bucket", "no-such-bucket")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: bucket 'no-such-bucket' does not exist")
 
@@ -376,7 +376,7 @@ def test_upload_argument_errors(aws_env, album, tmp_path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     nothing = run("upload", str(empty), "--bucket", "photos")
-    assert nothing.exit_code == 1 and "no photos under" in nothing.stderr
+    assert nothing.exit_code == 2 and "no photos under" in nothing.stderr
 
 
 def test_clients_retry_with_backoff(aws_env, monkeypatch) -> None:

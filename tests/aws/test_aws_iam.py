@@ -34,7 +34,13 @@ from botocore.exceptions import ClientError  # noqa: E402
 
 SEED_OBJECTS = {
     "album": ["photos/a.jpg"],
-    "embeddings": ["index/shard-0.npz", "saved-people/alice.json", "saved-people/old.json"],
+    "embeddings": [
+        "index/shard-0.npz",
+        "saved-people/alice.json",
+        "saved-people/old.json",
+        "saved-people/bob/0123456789ab/person.json",
+        "app/users.json",
+    ],
     "artifacts": ["models/model.tar.gz"],
 }
 BUCKET_RESOURCES = {"album": "AlbumBucket", "embeddings": "SavedEmbeddings"}
@@ -214,6 +220,18 @@ MATRIX = [
     ("app", "put", "embeddings", "saved-people", DENY),
     ("app", "delete", "embeddings", "index/shard-0.npz", DENY),
     ("app", "multipart", "embeddings", "index/big.npz", DENY),
+    # Per-user saved people (saved-people/<user>/<id>/): the app writes each user's own prefix
+    # (the gateway-vouched user picks it; one task role serves every user, so IAM bounds the
+    # app to saved-people/ and the app keeps users apart). It reads the users file, never
+    # writes it: a compromised app cannot add an account.
+    ("app", "put", "embeddings", "saved-people/alice/0123456789ab/person.json", ALLOW),
+    ("app", "get", "embeddings", "saved-people/bob/0123456789ab/person.json", ALLOW),
+    ("app", "delete", "embeddings", "saved-people/alice/0123456789ab/face.jpg", ALLOW),
+    ("app", "get", "embeddings", "app/users.json", ALLOW),
+    ("app", "put", "embeddings", "app/users.json", DENY),
+    ("app", "delete", "embeddings", "app/users.json", DENY),
+    ("app", "put", "embeddings", "saved-peoplex/alice/0123456789ab/person.json", DENY),
+    ("uploader", "put", "embeddings", "app/users.json", ALLOW),
     ("app", "list-all-buckets", "", "", DENY),
     # Uploader on a laptop: list and write album and embeddings; never delete, no artifacts.
     ("uploader", "list", "album", "", ALLOW),

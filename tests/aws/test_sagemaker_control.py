@@ -335,7 +335,7 @@ def test_cli_deploy_and_undeploy_use_the_stack(provisioned) -> None:
     result = runner.invoke(aws, ["undeploy"], catch_exceptions=False)
     assert result.exit_code == 0 and "endpoint photosearch-search" in result.stdout
     result = runner.invoke(aws, ["undeploy"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no endpoint named 'photosearch-search': nothing to undeploy" in result.output
 
 
@@ -497,3 +497,25 @@ def test_cost_command_prices_each_choice() -> None:
     text = CliRunner().invoke(aws, ["cost", "--photos", "20000", "--searches", "70", "--days", "3"])
     assert "<- cheapest" in text.output and prices["date"] in text.output
     assert "estimate, not measured" in text.output  # unmeasured figures say so
+
+
+def test_cost_adds_the_app_hosting_line() -> None:
+    from photosearch.aws.hosting_cost import hosting_lines, hosting_rates
+
+    prices = cost.load_prices()
+    result = CliRunner().invoke(
+        aws, ["cost", "--photos", "20000", "--searches", "70", "--days", "3", "--json"]
+    )
+    estimate = json.loads(result.stdout)
+    paused, always = hosting_lines(70, 3, 3, prices)
+    rates = hosting_rates(prices)
+    table = prices["hosting"]
+    # The task bills only while sessions run; the load balancer all 72 hours.
+    assert paused[0][1] == pytest.approx(3 * table["hours_per_session"] * rates.task_per_hour)
+    assert always[0][1] == pytest.approx(72 * rates.task_per_hour)
+    assert paused[1][1] == always[1][1] == pytest.approx(72 * rates.load_balancer_per_hour)
+    for option in estimate["options"]:
+        (line,) = [li for li in option["lines"] if li["item"].startswith("app hosting")]
+        assert line["dollars"] == pytest.approx(sum(d for _, d, _ in paused), abs=1e-3)
+    assert rates.running_per_hour > rates.paused_per_hour > 0
+    assert any("/h running" in figure for figure in estimate["figures"])

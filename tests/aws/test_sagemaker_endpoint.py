@@ -300,7 +300,7 @@ def test_serve_local_without_an_index_says_so(endpoint) -> None:
     result = CliRunner().invoke(
         aws, ["serve-local", "--index", f"s3://{INDEX_BUCKET}/indexes/none", "--port", "0"]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"no photosearch index at s3://{INDEX_BUCKET}/indexes/none yet" in result.output
 
 

@@ -481,7 +481,7 @@ def test_index_and_info_commands(tmp_path, monkeypatch, reference, shared_data) 
     runner = CliRunner()
     arguments = [str(album), "--device", "cpu", "--max-side", str(MAX_SIDE), "--workers", "2"]
     result = runner.invoke(index_command, arguments)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a photo failed, the run went on
     (error_line,) = [line for line in result.stderr.splitlines() if "broken.jpg" in line]
     assert error_line.startswith("broken.jpg: ")
     assert result.stdout.startswith("3 photos in the album: 2 indexed (1 face, ")
@@ -518,9 +518,10 @@ def test_index_and_info_commands(tmp_path, monkeypatch, reference, shared_data) 
     # Re-running changes nothing.
     result = runner.invoke(index_command, arguments)
     assert "3 photos in the album: 0 indexed" in result.stdout and "3 unchanged" in result.stdout
+    assert result.exit_code == 0, result.output  # nothing failed this time
 
     missing = runner.invoke(info_command, ["--index", str(tmp_path / "none")])
-    assert missing.exit_code == 1 and "no photosearch index" in missing.stderr
+    assert missing.exit_code == 2 and "no photosearch index" in missing.stderr
 
 
 def test_album_and_index_on_an_fsspec_filesystem(tmp_path, engine, reference, shared_data) -> None:

@@ -221,6 +221,8 @@ def test_s3_album_into_s3_index_equals_the_local_run(
         payload = json.loads(result.stdout)
         assert payload.pop("index") == location
         found.append(payload)
+    # Each names its own album (a local folder, the S3 prefix); the rest is the same.
+    assert found[0].pop("album") == str(album_dir) and found[1].pop("album") == S3_ALBUM
     assert found[0] == found[1]
     assert [match["photo"] for match in found[1]["matches"]] == ["lfw/Rob_Lowe.jpg"]
 
@@ -357,7 +359,7 @@ def test_the_least_privilege_identities_can_index_and_read(
         assert f"access denied to {album}" in line, line
         generation = IndexReader(index).manifest().generation
         line = one_error_line(run_cli("index", str(album_dir), *arguments[2:], "-q"))
-        assert line.startswith("Error: writing ") and f"access denied to {index}" in line, line
+        assert line.startswith("error: writing ") and f"access denied to {index}" in line, line
         assert IndexReader(index).manifest().generation == generation
     finally:
         set_moto_auth(aws_env, False)
@@ -537,7 +539,7 @@ def test_failed_upload_keeps_the_last_commit_and_a_rerun_completes(
     result = run_cli(*arguments, "--commit-every", "2", "-q")
     line = one_error_line(result)
     assert relay.injected, "no failure was injected"
-    assert line.startswith("Error: writing ") and S3_INDEX in line, line
+    assert line.startswith("error: writing ") and S3_INDEX in line, line
     if failure.startswith("the endpoint"):
         assert f"cannot reach {relay.url}" in line, line
         relay.start()  # the server is back, at the same address

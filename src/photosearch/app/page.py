@@ -7,12 +7,11 @@ Run through `photosearch app` (which sets the options below as environment varia
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import streamlit as st
 
-from photosearch.app import logic
+from photosearch.app import logic, viewer
 from photosearch.index.album import AlbumError
 from photosearch.index.store import IndexStoreError
 
@@ -21,6 +20,7 @@ st.set_page_config(page_title="Photosearch", page_icon=":material/photo_library:
 GRID_COLUMNS = 4
 FACE_CHOICES_PER_ROW = 8
 MAX_ERRORS_SHOWN = 200
+PAGES = ("Find someone", "People")
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,8 +34,16 @@ def get_reader() -> logic.ReferenceReader:
 
 
 @st.cache_resource(show_spinner=False)
-def get_people(data_dir: str) -> logic.PeopleStore:
-    return logic.PeopleStore(Path(data_dir) / "people")
+def get_endpoint_search(endpoint: str, model_id: str | None) -> logic.EndpointSearch:
+    return logic.EndpointSearch(endpoint, model_id)
+
+
+@st.cache_resource(show_spinner=False)
+def get_people(location: str, legacy: str | None) -> logic.PeopleStore:
+    store = logic.PeopleStore(location)
+    if legacy:  # people saved before accounts existed belong to the owner
+        logic.adopt_legacy_people(Path(legacy), store)
+    return store
 
 
 def read_config() -> logic.AppConfig:
@@ -47,29 +55,22 @@ def read_config() -> logic.AppConfig:
     return logic.AppConfig.from_environment(secrets=secrets)
 
 
-def login_gate(config: logic.AppConfig) -> None:
-    """Stops the page until the user has signed in (only when login is required)."""
-    if not config.login_required(st.get_option("server.address")):
-        return
-    if not config.password_hash:
+def signed_in_user(config: logic.AppConfig) -> logic.User:
+    """Who uses this session; stops the page when nobody is vouched for.
+
+    On the network the gateway (photosearch.app.gateway) signs users in before anything of the
+    app answers, and tells the page who they are; on loopback, the user is this computer's
+    owner.
+    """
+    public = config.login_required(st.get_option("server.address"))
+    user = logic.page_user(st.context.headers, public)
+    if user is None:
         st.error(
-            "This app is reachable from the network but no password is set, so it will not "
-            f"show any photo. Set {logic.ENV_PASSWORD} and restart it."
+            "This app is reachable from the network, so it shows photos only to people who "
+            "signed in through its gateway. Start it with `photosearch app --public`."
         )
         st.stop()
-    if st.session_state.get("signed_in"):
-        return
-    st.title("Photosearch")
-    with st.form("login"):
-        password = st.text_input("Password", type="password", key="password")
-        submitted = st.form_submit_button("Sign in", type="primary")
-    if submitted:
-        if logic.verify_password(password, config.password_hash):
-            st.session_state["signed_in"] = True
-            st.rerun()
-        time.sleep(1.0)  # slows down guessing
-        st.error("Wrong password.")
-    st.stop()
+    return user
 
 
 def choose_album(config: logic.AppConfig) -> tuple[str | None, str | None]:
@@ -107,7 +108,13 @@ def album_picker(public: bool) -> None:
             st.rerun()
 
 
-def album_panel(library: logic.Library, status: logic.AlbumStatus, public: bool) -> None:
+def album_panel(
+    library: logic.Library,
+    status: logic.AlbumStatus,
+    public: bool,
+    user: logic.User,
+    can_index: bool = True,
+) -> None:
     st.sidebar.header("Album")
     st.sidebar.code(status.album, language=None, wrap_lines=True)
     if status.indexed:
@@ -127,7 +134,13 @@ def album_panel(library: logic.Library, status: logic.AlbumStatus, public: bool)
                     st.caption(f"…and {unreadable - MAX_ERRORS_SHOWN} more: `photosearch info`.")
     else:
         st.sidebar.info("This album is not indexed yet.")
-    indexing_panel(library, first_time=not status.indexed)
+    if user.is_owner and can_index:  # friends search; only the owner indexes (here or on AWS)
+        indexing_panel(library, first_time=not status.indexed)
+    elif user.is_owner:
+        st.sidebar.caption(
+            "Searching through the endpoint: index new photos on AWS with "
+            f"`photosearch aws index {status.album} --index {status.index}`."
+        )
     with st.sidebar.expander("Details"):
         st.caption(f"Index: `{status.index}`")
         if status.model_id:
@@ -148,6 +161,8 @@ def indexing_panel(library: logic.Library, first_time: bool) -> None:
             st.session_state["was_indexing"] = True
             st.progress(progress.fraction, text=progress.label())
             st.caption("You can search the photos indexed so far meanwhile.")
+            if shown_generation(library) != st.session_state.get("shown_generation"):
+                st.rerun()  # a commit landed: the counts and the results take it in
             return
         if st.session_state.pop("was_indexing", False):
             st.rerun()  # refresh the counts and the results with the new photos
@@ -163,6 +178,11 @@ def indexing_panel(library: logic.Library, first_time: bool) -> None:
 
     with st.sidebar:
         panel()
+
+
+def shown_generation(library: logic.Library) -> int | None:
+    current = library.searchable()
+    return current.generation if current is not None else None
 
 
 def people_panel(session: logic.SearchSession, people: logic.PeopleStore) -> None:
@@ -231,8 +251,8 @@ def references_section(
             column = columns[number % FACE_CHOICES_PER_ROW]
             column.image(thumbnail, width=96)
             chosen = number == reference.chosen
-            column.button(
-                "✓ This one" if chosen else "This one",
+            column.button(  # a label per face: "Face 3", not eight "This one" buttons
+                f"✓ Face {number + 1}" if chosen else f"Face {number + 1}",
                 key=f"face-{upload_id}-{number}",
                 type="primary" if chosen else "secondary",
                 on_click=session.choose_face,
@@ -283,8 +303,19 @@ def results_section(
             key="threshold",
         )
         st.caption(logic.threshold_words(session.threshold))
-    matches = session.matches(library, people)
+    remote = reader if isinstance(reader, logic.EndpointSearch) else None
+    try:
+        matches = session.matches(library, people, remote)
+    except Exception as error:  # the endpoint: throttled, stopped, unreachable (one line)
+        if remote is None:
+            raise
+        st.error(f"The search service did not answer: {error}")
+        return
     album = library.album.location
+    hidden_section(session, people, album)
+    if library.searchable() is None:
+        st.info("Index the album first (left panel): then its photos can be searched.")
+        return
     if not matches:
         st.markdown("#### No photos found")
         st.caption("Try a looser setting, or another photo of the person.")
@@ -304,24 +335,34 @@ def results_section(
     )
     if not public:
         with actions[1].popover("Copy to a folder", icon=":material/folder_copy:"):
-            folder = st.text_input("Folder on this computer", key="copy_folder")
+            folder = st.text_input(
+                "Folder on this computer", key="copy_folder", help="Relative to your home folder"
+            )
             if st.button(f"Copy {count} photos", key="copy", disabled=not folder.strip()):
-                report = logic.copy_matches(library.album, matches, folder.strip())
-                st.success(
-                    f"Copied {report.copied} to {report.destination}"
-                    + (f" ({report.already_there} already there)" if report.already_there else "")
-                )
-                for line in report.failed:
-                    st.error(line)
+                report = logic.copy_to_folder(library.album, matches, folder)
+                if isinstance(report, str):
+                    st.error(report)
+                else:
+                    already = report.already_there
+                    st.success(
+                        f"Copied {report.copied} to {report.destination}"
+                        + (f" ({already} already there)" if already else "")
+                    )
+                    for line in report.failed:
+                        st.error(line)
     with actions[2].popover(
         "Save this person" if person is None else "Update person", icon=":material/person_add:"
     ):
         name = st.text_input("Name", value=person.name if person else "", key="person_name")
         st.caption("Saves the face descriptors and your “not me” choices, not the photos.")
-        if st.button("Save", key="save_person", disabled=not name.strip()):
-            saved = session.save_person(name, people, album, reader.model_id)
-            st.toast(f"Saved {saved.name}.")
-            st.rerun()
+        # Never disabled: the name only reaches the page on Enter or when the field loses focus.
+        if st.button("Save", key="save_person"):
+            if not name.strip():
+                st.warning("Type a name first.")
+            else:
+                saved = session.save_person(name, people, album, reader.model_id)
+                st.toast(f"Saved {saved.name}.")
+                st.rerun()
 
     page = logic.page_of(matches, st.session_state.get("page", 1), per_page=logic.PER_PAGE)
     if st.session_state.get("page", 1) != page.number:
@@ -337,6 +378,8 @@ def results_section(
                     st.image(thumbnail, caption=logic.match_caption(match), width="stretch")
                 else:
                     st.warning(f"{match.photo}: {thumbnail}")
+                position = page.first - 1 + page.matches.index(match)
+                viewer.open_button(matches, position, library.album, match_key(match))
                 st.button(
                     "Not me",
                     key=f"not-me-{match_key(match)}",
@@ -348,16 +391,37 @@ def results_section(
         st.pagination(page.pages, key="page")
 
 
+def hidden_section(session: logic.SearchSession, people: logic.PeopleStore, album: str) -> None:
+    """The photos marked "not me" for this search, each with an undo."""
+    hidden = session.hidden(people, album)
+    if not hidden:
+        return
+    with st.expander(f"Hidden as “not me” ({len(hidden)})", icon=":material/visibility_off:"):
+        for photo, face in hidden:
+            name, undo = st.columns([4, 1], vertical_alignment="center")
+            name.markdown(f"`{photo}` (face {face + 1})")
+            undo.button(
+                "Show again",
+                key=f"unhide-{pair_key(photo, face)}",
+                on_click=session.unhide,
+                args=(photo, face, people, album),
+            )
+
+
+def pair_key(photo: str, face: int) -> str:
+    return hashlib.blake2b(f"{photo}\0{face}".encode(), digest_size=6).hexdigest()
+
+
 def match_key(match: logic.Match) -> str:
     """A widget key for a result that survives reruns and is safe in a CSS class name."""
-    return hashlib.blake2b(f"{match.photo}\0{match.face_index}".encode(), digest_size=6).hexdigest()
+    return pair_key(match.photo, match.face_index)
 
 
 def mark_not_me(
     session: logic.SearchSession, match: logic.Match, people: logic.PeopleStore, album: str
 ) -> None:
     session.mark_not_me(match, people, album)
-    st.toast(f"Hidden {match.photo}: it won't come back for this person.")
+    st.toast(f"Hidden {match.photo}. Undo under “Hidden as not me”.")
 
 
 def main() -> None:
@@ -366,7 +430,7 @@ def main() -> None:
     except logic.StartRefused as error:
         st.error(str(error))
         st.stop()
-    login_gate(config)
+    user = signed_in_user(config)
     album, index = choose_album(config)
     if album is None or st.session_state.get("pick_album"):
         st.title("Find every photo of someone")
@@ -377,17 +441,29 @@ def main() -> None:
     from photosearch.index.indexer import data_dir
 
     library = get_library(album, index)
-    reader = get_reader()
-    people = get_people(str(data_dir()))
+    endpoint = logic.endpoint_from()
+    location = logic.people_location(user.name)
+    legacy = data_dir() / "people"
+    people = get_people(location, str(legacy) if user.is_owner and "://" not in location else None)
     session: logic.SearchSession = st.session_state.setdefault("search", logic.SearchSession())
     try:
         status = library.status()
     except (IndexStoreError, AlbumError, OSError) as error:
         st.error(f"Cannot read the index at {library.index_location}: {error}")
         st.stop()
+    # With an endpoint, faces are found and searched there: no face models in the app.
+    reader = get_endpoint_search(endpoint, status.model_id) if endpoint else get_reader()
 
-    album_panel(library, status, config.public)
+    st.session_state["shown_generation"] = shown_generation(library)
+    album_panel(library, status, config.public, user, can_index=endpoint is None)
+    if st.sidebar.radio("Show", PAGES, horizontal=True, key="show") == PAGES[1]:
+        from photosearch.app.people_page import people_page
+
+        people_page(library)
+        return
     people_panel(session, people)
+    if config.public:
+        st.sidebar.caption(f"Signed in as **{user.name}** · [Sign out](/_photosearch/logout)")
 
     st.title("Find every photo of someone")
     if status.model_id and status.model_id != reader.model_id:

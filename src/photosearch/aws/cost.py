@@ -285,6 +285,18 @@ def estimate(usage: Usage, prices: dict[str, Any] | None = None) -> Estimate:
         option = Option(name, [indexing, search, storage], [note])
         options.append(option)
     options.append(rekognition_option(usage, prices))
+    # Every choice needs the web app too: hosted on AWS, paused between sessions.
+    from photosearch.aws.hosting_cost import hosting_lines, hosting_rates
+
+    paused, always = hosting_lines(usage.searches, usage.days, usage.sessions, prices)
+    hosting = Line(
+        "app hosting, paused between sessions",
+        sum(dollars for _, dollars, _ in paused),
+        "; ".join(f"{item} ${dollars:.2f} ({detail})" for item, dollars, detail in paused),
+    )
+    for option in options:
+        option.lines.append(hosting)
+    rates = hosting_rates(prices)
     rate, rate_source = processing_rate(usage.processing_instance, usage, prices)
     figures = [
         f"indexing: {rate:g} photos/s per {usage.processing_instance} ({rate_source})",
@@ -294,6 +306,10 @@ def estimate(usage: Usage, prices: dict[str, Any] | None = None) -> Estimate:
         "search on GPU: {value:g} s ({source})".format(
             **prices["throughput"]["search_seconds_gpu"]
         ),
+        f"app hosting ({prices['hosting']['date']} prices): ${rates.running_per_hour:.4f}/h "
+        f"running, ${rates.paused_per_hour:.4f}/h paused (load balancer and secret); always on "
+        f"for these {usage.days:g} days: ${sum(d for _, d, _ in always):.2f}; "
+        f"{prices['hosting']['hours_per_session']:g} h of app per session assumed",
     ]
     return Estimate(usage, prices["date"], prices["region"], options, figures)
 

@@ -53,13 +53,19 @@ def search_payload(
     threshold: float | None = None,
     face: int | Sequence[int | None] | None = None,
     exclude: Sequence[tuple[str, int]] = (),
+    strictness: float | None = None,
+    descriptors: Sequence[Sequence[float]] = (),
 ) -> bytes:
     """The JSON request the handler reads (photosearch.aws.inference.input_fn)."""
     payload: dict[str, Any] = {
         "images": [base64.b64encode(image).decode("ascii") for image in reference_images]
     }
+    if len(descriptors):
+        payload["descriptors"] = [[float(x) for x in row] for row in descriptors]
     if threshold is not None:
         payload["threshold"] = threshold
+    if strictness is not None:
+        payload["strictness"] = strictness
     if face is not None:
         payload["face"] = face if isinstance(face, int) else list(face)
     if exclude:
@@ -107,6 +113,8 @@ def invoke_search(
     *,
     face: int | Sequence[int | None] | None = None,
     exclude: Sequence[tuple[str, int]] = (),
+    strictness: float | None = None,
+    descriptors: Sequence[Sequence[float]] = (),
     runtime: Any = None,
     region: str | None = None,
     async_location: str | None = None,
@@ -120,7 +128,7 @@ def invoke_search(
     request goes through S3 and InvokeEndpointAsync, and the answer is awaited in S3.
     """
     runtime = runtime or runtime_client(region)
-    body = search_payload(reference_images, threshold, face, exclude)
+    body = search_payload(reference_images, threshold, face, exclude, strictness, descriptors)
     if async_location is not None:
         return _invoke_async(
             runtime, s3, endpoint_name, body, async_location, timeout_seconds, poll_seconds
@@ -223,6 +231,7 @@ def search_via_endpoint(
     *,
     face: int | Sequence[int | None] | None = None,
     exclude: Sequence[tuple[str, int]] = (),
+    strictness: float | None = None,
     runtime: Any = None,
     region: str | None = None,
     async_location: str | None = None,
@@ -240,6 +249,7 @@ def search_via_endpoint(
         threshold,
         face=face,
         exclude=exclude,
+        strictness=strictness,
         runtime=runtime,
         region=region,
         async_location=async_location,

@@ -26,6 +26,7 @@ import base64
 import binascii
 import http
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -83,7 +84,8 @@ DEFAULT_THRESHOLD = 0.6  # dlib's trained same-person distance
 MAX_THRESHOLD = 2.0  # descriptors have norm ~1.5: 2 already matches nearly anything
 JSON_TYPES = {"application/json", "text/json"}
 IMAGE_TYPES = {"application/x-image", "application/octet-stream"}
-REQUEST_FIELDS = ("images", "threshold", "face", "exclude")
+REQUEST_FIELDS = ("images", "descriptors", "threshold", "strictness", "face", "exclude")
+MAX_STRICTNESS = 1.0  # the adaptive margin; the app's slider goes up to 0.3
 
 try:  # inside the SageMaker containers: errors carry their HTTP status to the client
     from sagemaker_inference.errors import BaseInferenceToolkitError as _ToolkitError
@@ -252,9 +254,11 @@ class IndexCache:
 class SearchRequest:
     images: list[bytes]
     labels: list[str]  # how each image is named in messages
-    threshold: float | None = None  # None: the adaptive search's calibrated default
+    threshold: float | None = None  # None: the adaptive search
     faces: list[int | None] = field(default_factory=list)  # chosen face per image (None: largest)
     exclude: set[tuple[str, int]] = field(default_factory=set)
+    strictness: float | None = None  # the adaptive search's margin (None: calibrated default)
+    descriptors: list[list[float]] = field(default_factory=list)  # references already described
 
 
 def _media_type(content_type: str | None) -> str:
@@ -317,14 +321,18 @@ def _parse_json(body: bytes, limit: int, most: int) -> SearchRequest:
             400,
             f"unknown field(s) {', '.join(unknown)}: the fields are {', '.join(REQUEST_FIELDS)}",
         )
-    images = data.get("images")
-    if not isinstance(images, list) or not images:
+    images = data.get("images", [])
+    descriptors = _parse_descriptors(data.get("descriptors"), most)
+    if not isinstance(images, list) or not (images or descriptors):
         raise RequestError(
-            400, '"images" must be a non-empty list of base64-encoded photos (JPEG, PNG ...)'
+            400,
+            '"images" must be a non-empty list of base64-encoded photos (JPEG, PNG ...), '
+            'unless "descriptors" gives the references',
         )
-    if len(images) > most:
+    if len(images) + len(descriptors) > most:
         raise RequestError(
-            400, f"too many reference photos: {len(images)}, at most {most} per request"
+            400,
+            f"too many references: {len(images) + len(descriptors)}, at most {most} per request",
         )
     decoded, labels = [], []
     for number, text in enumerate(images):
@@ -340,8 +348,16 @@ def _parse_json(body: bytes, limit: int, most: int) -> SearchRequest:
         labels.append(label)
     request = SearchRequest(images=decoded, labels=labels, faces=[None] * len(decoded))
     request.threshold = _parse_threshold(data.get("threshold"))
+    request.strictness = _parse_strictness(data.get("strictness"))
+    if request.threshold is not None and request.strictness is not None:
+        raise RequestError(
+            400,
+            '"threshold" (a fixed distance) and "strictness" (the adaptive margin) are two '
+            "ways to decide: send one of them",
+        )
     request.faces = _parse_faces(data.get("face"), len(decoded))
     request.exclude = _parse_exclude(data.get("exclude"))
+    request.descriptors = descriptors
     return request
 
 
@@ -358,6 +374,41 @@ def _parse_threshold(value: Any) -> float | None:
             f"adaptive default), got {value}",
         )
     return float(value)
+
+
+def _parse_strictness(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RequestError(400, f'"strictness" must be a number, not {json.dumps(value)}')
+    if not 0 <= value <= MAX_STRICTNESS:
+        raise RequestError(
+            400,
+            f'"strictness" must be from 0 to {MAX_STRICTNESS} (the adaptive margin; higher is '
+            f"stricter; leave it out for the calibrated default), got {value}",
+        )
+    return float(value)
+
+
+def _parse_descriptors(value: Any, most: int) -> list[list[float]]:
+    """ "descriptors": references already described (e.g. a saved person), 128 numbers each."""
+    if value is None:
+        return []
+    problem = RequestError(
+        400, '"descriptors" must be a list of face descriptors, each a list of 128 numbers'
+    )
+    if not isinstance(value, list) or len(value) > most:
+        raise problem
+    rows = []
+    for row in value:
+        if not isinstance(row, list) or len(row) != 128:
+            raise problem
+        if not all(
+            isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in row
+        ):
+            raise problem
+        rows.append([float(x) for x in row])
+    return rows
 
 
 def _is_face_number(value: Any) -> bool:
@@ -418,12 +469,16 @@ def find_matches(
     *,
     threshold: float | None,
     exclude: Collection[tuple[str, int]] = (),
+    strictness: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Every photo with a face under `threshold` for the references, best first, as dicts:
-    exactly what a local search returns (photosearch.search.query.find_matches)."""
+    """Every photo of the person of the references, best first, as dicts: exactly what a
+    local search returns (photosearch.search.query.find_matches: adaptive with `strictness`,
+    or every face under a fixed `threshold`)."""
     return [
         match.to_json()
-        for match in query.find_matches(references, index, threshold=threshold, exclude=exclude)
+        for match in query.find_matches(
+            references, index, threshold=threshold, strictness=strictness, exclude=exclude
+        )
     ]
 
 
@@ -485,7 +540,12 @@ class SearchModel:
             described.append(
                 {
                     "faces": [
-                        {"box": [int(v) for v in face.box], "score": round(float(face.score), 6)}
+                        {
+                            "box": [int(v) for v in face.box],
+                            "score": round(float(face.score), 6),
+                            # float32 -> float: JSON round-trips it exactly
+                            "descriptor": np.asarray(face.descriptor, np.float32).tolist(),
+                        }
                         for face in faces
                     ],
                     "chosen": pick,
@@ -502,14 +562,24 @@ class SearchModel:
                 f"endpoint computes {self.engine.model_id!r}: re-index, or deploy the matching "
                 "package",
             )
-        references, described = self.reference_faces(request)
+        references, described = (
+            self.reference_faces(request) if request.images else (np.zeros((0, 128)), [])
+        )
+        if request.descriptors:
+            given = np.asarray(request.descriptors, dtype=np.float32).reshape(-1, 128)
+            references = np.concatenate([given, references.astype(np.float32)])
         matches = find_matches(
-            references, index, threshold=request.threshold, exclude=request.exclude
+            references,
+            index,
+            threshold=request.threshold,
+            strictness=request.strictness,
+            exclude=request.exclude,
         )
         return {
             "matches": matches,
             "references": described,
             "threshold": request.threshold,
+            "strictness": request.strictness,
             "index": {
                 "generation": index.generation,
                 "model_id": index.model_id,

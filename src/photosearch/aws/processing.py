@@ -320,6 +320,12 @@ class ShardAlbum:
             for key in self._files[: self._visible]
         ]
 
+    def listing(self):
+        """The planned photos as an album listing (nothing unlisted: the plan is complete)."""
+        from photosearch.index.album import AlbumListing
+
+        return AlbumListing(self.files())
+
     def read(self, key: str) -> bytes:
         return (self.root / PurePosixPath(key)).read_bytes()
 

@@ -240,9 +240,12 @@ def provision(
     template_body: str | None = None,
     on_event: EventSink = ignore_event,
     poll_seconds: float = POLL_SECONDS,
+    stack_name: str | None = None,
 ) -> ProvisionResult:
-    """Create the stack, or update it; an unchanged template and parameters is a success."""
-    name = stack_name_for(name_prefix)
+    """Create the stack, or update it; an unchanged template and parameters is a success.
+
+    `stack_name` names another stack of the same prefix (e.g. the app's hosting stack)."""
+    name = stack_name or stack_name_for(name_prefix)
     values = {"NamePrefix": name_prefix, **(parameters or {})}
     body = template_body if template_body is not None else read_template()
     with explained(f"provisioning stack {name}"):

@@ -20,7 +20,9 @@ from photosearch.cli.options import max_side_option, say
 __all__ = ["aws"]
 
 DEFAULT_NAME_PREFIX = "photosearch"  # = photosearch.aws.stack.DEFAULT_NAME_PREFIX
-EXIT_AWS_FAILED = 1  # an AWS call or job that failed (the other commands' fail() exits 2)
+# An AWS call or job that failed: nothing done, exit 2 as every command's fail() (README, "Exit
+# status"); a run that went on past failed photos (upload) exits EXIT_PARTIAL.
+EXIT_AWS_FAILED = options.EXIT_BAD_INPUT
 
 
 def fail(message: str) -> NoReturn:
@@ -132,7 +134,7 @@ def provision(name_prefix, region, parameters, template, as_json) -> None:
 @region_option
 @json_option
 def status(name_prefix, region, as_json) -> None:
-    """The stack's status and outputs (bucket names, role ARNs). Exit status 1 if there is none."""
+    """The stack's status and outputs (bucket names, role ARNs). Exit status 2 if there is none."""
     clients, stack, _ = load_aws()
     try:
         session = clients.make_session(region)
@@ -263,7 +265,7 @@ def upload(
         )
         for key, reason in sorted(report.failed.items()):
             click.echo(f"error: {key}: {reason}", err=True)
-    sys.exit(1 if report.failed else 0)
+    sys.exit(options.EXIT_PARTIAL if report.failed else options.EXIT_OK)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +386,7 @@ def package_command(name_prefix, region, output, bucket, no_upload, as_json) -> 
 @click.option("--retry-errors", is_flag=True, help="Send unreadable photos again.")
 @click.option(
     "--max-runtime-hours",
-    type=click.FloatRange(0.1, 120),
+    type=options.FiniteFloat(0.1, 120),
     default=24,
     show_default=True,
     help="SageMaker stops the job after this long.",
@@ -415,7 +417,7 @@ def index_command(
     sharded over the instances; the results are merged into the index at INDEX_S3_URL.
 
     Shows the job's status and progress; a failed job prints its failure reason and where its
-    logs are, with exit status 1.
+    logs are, with exit status 2.
     """
     from photosearch.progress import progress_bar
 
@@ -667,7 +669,7 @@ def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
 @aws.command()
 @click.option("--photos", type=click.IntRange(min=0), required=True, help="Photos in the album.")
 @click.option("--searches", type=click.IntRange(min=0), required=True, help="Searches in all.")
-@click.option("--days", type=click.FloatRange(min=0.01), required=True, help="Over this period.")
+@click.option("--days", type=options.FiniteFloat(min=0.01), required=True, help="Over this period.")
 @click.option(
     "--sessions",
     type=click.IntRange(min=1),
@@ -678,7 +680,7 @@ def serve_local(index_url, port, host, endpoint_name, package_path) -> None:
 @click.option("--instance-type", default="ml.g4dn.xlarge", show_default=True, help="Indexing.")
 @click.option(
     "--gpu-photos-per-second",
-    type=click.FloatRange(min=0.01),
+    type=options.FiniteFloat(min=0.01),
     default=None,
     help="Indexing throughput of one GPU instance (e.g. from a job's log) instead of the table's.",
 )

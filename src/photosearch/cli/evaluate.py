@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
 
 from photosearch.cli.options import (
+    EXIT_PARTIAL,
     detector_option,
     device_option,
+    fail,
     mirror_option,
     parse_upsample,
     say_error,
@@ -48,13 +51,15 @@ def eval_lfw(pairs_file, images_dir, upsample, detector, device, mirror, as_json
     try:
         pairs = read_pairs(pairs_file)
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     try:
         engine = FaceEngine(
             device=device, upsample=parse_upsample(upsample), mirror=mirror, detector=detector
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+
+    unreadable: list[str] = []
 
     def describe(names: list[str]) -> dict:
         found = {}
@@ -64,6 +69,7 @@ def eval_lfw(pairs_file, images_dir, upsample, detector, device, mirror, as_json
                     image = load_image(images_dir / name, max_side=engine.max_side)
                 except ImageLoadError as exc:
                     say_error(str(exc))
+                    unreadable.append(name)
                     found[name] = None
                 else:
                     faces_found = engine.faces_for_images([image])[0]
@@ -72,15 +78,17 @@ def eval_lfw(pairs_file, images_dir, upsample, detector, device, mirror, as_json
         return found
 
     report = evaluate_pairs(pairs, describe)
+    status = EXIT_PARTIAL if unreadable else 0  # measured without the unreadable images
     if as_json:
         click.echo(json.dumps(report.to_json()))
-        return
+        sys.exit(status)
     click.echo(f"pairs: {report.pairs}  (images without a face: {report.no_face})")
     click.echo(
         f"10-fold accuracy: {report.accuracy_10fold:.4f} ± {report.std_10fold:.4f} "
         f"(mean threshold {report.threshold_10fold_mean:.3f})"
     )
     click.echo(f"accuracy at threshold {report.threshold_default}: {report.accuracy_default:.4f}")
+    sys.exit(status)
 
 
 def engine_describer(engine, quiet: bool):

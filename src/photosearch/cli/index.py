@@ -12,9 +12,12 @@ import sys
 import click
 
 from photosearch.cli.options import (
+    EXIT_BAD_INPUT,
+    EXIT_PARTIAL,
     detection_side_option,
     detector_option,
     device_option,
+    fail,
     max_side_option,
     say,
     say_error,
@@ -58,6 +61,12 @@ __all__ = ["index", "info", "main"]
     "(--detection-side, --max-side), changed or not. Searches keep working meanwhile; run "
     "it again to resume an interrupted rebuild.",
 )
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Drop damaged index files (truncated, changed bytes, not Parquet) and index their "
+    "photos again from the album (--rebuild does this too).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no summary.")
 def index(
     album,
@@ -70,6 +79,7 @@ def index(
     commit_every,
     retry_errors,
     rebuild,
+    repair,
     quiet,
 ):
     """Index the faces of every photo in ALBUM (a folder or a URL such as s3://bucket/photos).
@@ -86,7 +96,7 @@ def index(
     try:
         source = Album(album)
     except (ValueError, ImportError, OSError) as exc:
-        raise click.ClickException(f"cannot open album {album}: {exc}") from None
+        fail(f"cannot open album {album}: {exc}")
     location = index_location or default_index_location(source.location)
     engine = FaceEngine(
         device=device, max_side=max_side, detection_side=detection_side, detector=detector
@@ -102,15 +112,16 @@ def index(
         commit_photos=commit_every,
         retry_errors=retry_errors,
         rebuild=rebuild,
+        repair=repair,
         report=say,
         show_progress=not quiet,
     )
     try:
         stats = indexer.run()
     except (AlbumError, IndexStoreError) as exc:
-        raise click.ClickException(str(exc)) from None
+        fail(str(exc))
     if quiet:
-        return
+        sys.exit(EXIT_PARTIAL if stats.failed else 0)
     rate = stats.indexed / stats.seconds if stats.seconds else 0.0
     parts = [
         f"{stats.indexed} indexed ({_plural(stats.faces, 'face')}, {rate:.1f} photos/s)",
@@ -121,10 +132,13 @@ def index(
     ]
     if stats.read_failures:
         parts.append(f"{stats.read_failures} failed (retried next run)")
+    if stats.unlisted:
+        parts.append(f"{_plural(stats.unlisted, 'folder')} not listed (their photos kept)")
     click.echo(
         f"{_plural(stats.listed, 'photo')} in the album: {', '.join(parts)} "
         f"in {stats.seconds:.1f} s"
     )
+    sys.exit(EXIT_PARTIAL if stats.failed else 0)
 
 
 def _plural(count: int, noun: str) -> str:
@@ -157,11 +171,11 @@ def info(album, index_location, as_json):
     else:
         locations = known_indexes()
         if not locations:
-            raise click.ClickException("no index yet: run `photosearch index ALBUM` first")
+            fail("no index yet: run `photosearch index ALBUM` first")
     failed = False
     for number, location in enumerate(locations):
-        reader = IndexReader(location)
         try:
+            reader = IndexReader(location)
             manifest = reader.manifest()
             if manifest is None:
                 raise IndexFormatError(f"no photosearch index at {reader.location}")
@@ -215,7 +229,8 @@ def info(album, index_location, as_json):
             for photo, error in errors:
                 click.echo(f"  {photo}: {error}")
     if failed:
-        sys.exit(1)
+        # One index asked for: nothing done (2). Several: the others were described (1).
+        sys.exit(EXIT_BAD_INPUT if len(locations) == 1 else EXIT_PARTIAL)
 
 
 def _size(count: int) -> str:

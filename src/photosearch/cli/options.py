@@ -1,8 +1,12 @@
 """What the commands share: option declarations (declared once, with one help text) and the
 way they report problems on stderr.
 
-Exit statuses: `fail` ends a command with status 2 (unusable input or settings); a command that
-went on past failed photos or files exits 1 itself.
+Exit statuses, the same for every command (README, "Exit status"):
+
+- EXIT_OK (0): everything done;
+- EXIT_PARTIAL (1): some photos or files failed, and the run went on past them;
+- EXIT_BAD_INPUT (2): bad usage or configuration (a missing album, an unusable index or
+  device, a refused argument, an AWS call that failed): nothing done. `fail` ends a command so.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from photosearch.faces.engine import DEFAULT_MAX_SIDE, DETECTION_SIDE
 
 __all__ = [
     "EXIT_BAD_INPUT",
+    "EXIT_OK",
+    "EXIT_PARTIAL",
+    "FiniteFloat",
+    "checked_device",
     "detection_side_option",
     "detector_option",
     "device_option",
@@ -29,6 +37,8 @@ __all__ = [
     "upsample_option",
 ]
 
+EXIT_OK = 0
+EXIT_PARTIAL = 1
 EXIT_BAD_INPUT = 2
 Command = TypeVar("Command", bound=Callable)
 
@@ -49,11 +59,38 @@ def fail(message: str, status: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.exit(status)
 
 
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf (which compare false with any bound)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+def checked_device(ctx, param, device: str) -> str:
+    """--device, checked while the arguments are parsed: an unusable one is bad usage (exit 2)
+    before any photo is touched."""
+    from photosearch.faces.engine import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return device
+
+
 def device_option(function: Command) -> Command:
     return click.option(
         "--device",
         default="auto",
         show_default=True,
+        callback=checked_device,
         help="Where the networks run: cpu, cuda (or cuda:N), or auto (cuda when available).",
     )(function)
 

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from photosearch.cli.options import device_option, fail, say_error
+from photosearch.cli.options import (
+    EXIT_PARTIAL,
+    FiniteFloat,
+    device_option,
+    fail,
+    say,
+    say_error,
+)
 from photosearch.search.query import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -66,7 +73,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 @click.option("--album", metavar="PATH_OR_URL", help="Search this album's default index.")
 @click.option(
     "--strictness",
-    type=click.FloatRange(-0.5, 0.5),
+    type=FiniteFloat(-0.5, 0.5),
     default=None,
     help="How much closer than the album's strangers a face must be to count as the person "
     "(the adaptive search's margin) [default: calibrated, 0.14 for a 10,000-face album]. "
@@ -74,7 +81,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0.0, 2.0),
+    type=FiniteFloat(0.0, 2.0),
     default=None,
     help="Use a fixed face distance instead of the adaptive search: every face closer than "
     f"this to a reference (like face_recognition's tolerance; {DEFAULT_THRESHOLD} is dlib's). "
@@ -93,6 +100,12 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
     metavar="PHOTO[#FACE]",
     help="A photo (album key) that is not the person; repeatable. With #N only its "
     "face N (as in --json's face_index) is excluded.",
+)
+@click.option(
+    "--person",
+    metavar="ID|NAME",
+    help="Search for a person of `photosearch people` (an id or a name): their grouped "
+    "faces are the references (with any reference photos given too).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
@@ -123,6 +136,7 @@ def search(
     threshold,
     face,
     exclude,
+    person,
     as_json,
     as_csv,
     copy_to,
@@ -137,17 +151,22 @@ def search(
     against the album's own crowd of strangers (adaptive, calibrated on LFW), and confident
     matches help find the rest; --threshold switches to a fixed distance. Several reference
     photos of the same person find more: a face matches if it matches any of them.
-    Exit status: 0 with matches or none, 2 for unusable input.
+    Exit status: 0 with matches or none, 1 when a reference photo (or a copy) failed and the
+    search went on without it, 2 for unusable input.
     """
     if as_json and as_csv:
         fail("choose one of --json and --csv")
-    if bool(references) == bool(queries):
-        fail("give reference photos, or --queries FILE.csv (not both)")
+    if queries and (references or person):
+        fail("give reference photos or --person, or --queries FILE.csv (not both)")
+    if not (references or queries or person):
+        fail("give reference photos, --person ID|NAME, or --queries FILE.csv")
+    if person and endpoint:
+        fail("--person searches a local index, not an endpoint")
     excluded = parse_exclusions(exclude)
     if endpoint:
-        if strictness is not None:
-            fail("--strictness is not sent to endpoints; use --threshold or the default")
-        run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv)
+        run_endpoint_search(
+            endpoint, references, threshold, face, excluded, as_json, as_csv, strictness
+        )
         return
 
     from photosearch.index.store import IndexStoreError
@@ -167,6 +186,7 @@ def search(
         # Queries are read a few at a time, their reference photos in parallel (engine
         # workers), and answered in file order as each group is done.
         group = max(1, 4 * engine.workers)
+        failed = False
         for start in range(0, len(planned), group):
             chunk = planned[start : start + group]
             paths = [path for _, query_paths in chunk for path in query_paths]
@@ -175,6 +195,7 @@ def search(
                 descriptors, problems = collect(next(found) for _ in query_paths)
                 for problem in problems:
                     say_error(problem)
+                failed = failed or bool(problems)
                 matches = search_matches(index, descriptors, threshold, strictness, excluded)
                 click.echo(
                     json.dumps(
@@ -185,11 +206,13 @@ def search(
                         }
                     )
                 )
-        return
+        sys.exit(EXIT_PARTIAL if failed else 0)
 
     descriptors, problems = reference_descriptors(engine, [str(p) for p in references], face)
     for problem in problems:
         say_error(problem)
+    if person:
+        descriptors += person_descriptors(location, index, person)
     if not descriptors:
         fail("no usable reference face")
     matches = search_matches(index, descriptors, threshold, strictness, excluded)
@@ -199,14 +222,35 @@ def search(
         as_csv,
         extra={
             "index": location,
+            "album": index.snapshot.manifest.album,
             **settings(threshold, strictness, len(index.descriptors)),
             "references": len(descriptors),
             "faces_searched": len(index.descriptors),
             "photos_indexed": index.photo_count,
         },
     )
-    if copy_to:
-        copy_results(index, matches, copy_to)
+    copy_failed = copy_results(index, matches, copy_to) if copy_to else False
+    sys.exit(EXIT_PARTIAL if problems or copy_failed else 0)
+
+
+def person_descriptors(location: str, index, which: str) -> list:
+    """The reference descriptors of a person of `photosearch people`."""
+    from photosearch.index.store import IndexStoreError
+    from photosearch.people.corrections import PeopleError, find_person
+    from photosearch.people.listing import reference_descriptors
+    from photosearch.people.refresh import album_people
+    from photosearch.people.store import PeopleConflictError, PeopleFormatError
+
+    try:
+        found = album_people(location, index=index)
+        chosen = find_person(found.state, which)
+    except (IndexStoreError, PeopleError, PeopleFormatError, PeopleConflictError) as error:
+        fail(str(error))
+    say(
+        f"searching for {chosen.name or f'person {chosen.id}'} with {len(chosen.faces)} "
+        "grouped faces"
+    )
+    return list(reference_descriptors(chosen, found.faces))
 
 
 def parse_exclusions(values) -> set:
@@ -234,9 +278,17 @@ def reference_results(engine: FaceFinder, paths, face) -> list:
 
     def describe(path):
         try:
-            return read_reference(engine, path, face=None if face is None else face - 1).descriptor
+            found = read_reference(engine, path, face=None if face is None else face - 1)
         except ReferencePhotoError as error:
             return error
+        if len(found.faces) > 1:
+            # Several faces: say which one is searched, so a crowd photo is no silent guess.
+            how = "the largest" if face is None else "as asked"
+            say(
+                f"{path}: {len(found.faces)} faces, searching face {found.chosen + 1} of "
+                f"{len(found.faces)} counted left to right ({how}); use --face N for another"
+            )
+        return found.descriptor
 
     return engine.map_parallel(describe, paths)
 
@@ -284,6 +336,7 @@ def search_matches(index, descriptors, threshold, strictness, excluded):
 
 def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
     if as_json:
+        # Photo keys are album-relative; "album" (local searches) gives the root they join.
         click.echo(json.dumps({"matches": [m.to_json() for m in matches], **extra}))
     elif as_csv:
         writer = csv.writer(sys.stdout)
@@ -306,14 +359,18 @@ def emit(matches, as_json: bool, as_csv: bool, extra: dict) -> None:
         )
 
 
-def copy_results(index, matches, destination: Path) -> None:
+def copy_results(index, matches, destination: Path) -> bool:
+    """Copy the matched photos; True when some could not be copied (each said on one line)."""
     from photosearch.index.album import Album
     from photosearch.search.results import copy_matches
 
     album = index.snapshot.manifest.album
     if not album:
         fail("the index does not record its album, so its photos cannot be copied")
-    report = copy_matches(Album(album), matches, destination)
+    try:
+        report = copy_matches(Album(album), matches, destination)
+    except OSError as error:  # the destination itself: not writable, a file, a full disk
+        fail(f"cannot copy to {destination}: {error.strerror or error}")
     click.echo(
         f"copied {report.copied} photos to {report.destination}"
         f"{f' ({report.already_there} already there)' if report.already_there else ''}",
@@ -321,9 +378,12 @@ def copy_results(index, matches, destination: Path) -> None:
     )
     for problem in report.failed:
         say_error(problem)
+    return bool(report.failed)
 
 
-def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json, as_csv) -> None:
+def run_endpoint_search(
+    endpoint, references, threshold, face, excluded, as_json, as_csv, strictness=None
+) -> None:
     from photosearch.aws.endpoint_client import EndpointSearchError, search_via_endpoint
     from photosearch.search.match import Match
 
@@ -336,7 +396,12 @@ def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json
     pairs = [(photo, face_number) for photo, face_number in excluded if face_number is not None]
     try:
         found = search_via_endpoint(
-            endpoint, images, threshold, face=None if face is None else face - 1, exclude=pairs
+            endpoint,
+            images,
+            threshold,
+            face=None if face is None else face - 1,
+            exclude=pairs,
+            strictness=strictness,
         )
     except EndpointSearchError as error:
         fail(str(error))
@@ -353,7 +418,7 @@ def run_endpoint_search(endpoint, references, threshold, face, excluded, as_json
             **(
                 {"mode": "distance", "threshold": threshold}
                 if threshold is not None
-                else {"mode": "adaptive", "strictness": None}
+                else {"mode": "adaptive", "strictness": strictness}
             ),
             "references": len(images),
             "faces_searched": None,

@@ -68,11 +68,25 @@ def resolve_max_side(max_side: int | None) -> int | None:
 
 
 def resolve_device(device: str | None) -> str:
-    """'auto' (or None) picks CUDA when torch sees a GPU, else the CPU."""
-    if device in (None, "auto"):
-        import torch
+    """'auto' (or None) picks CUDA when torch sees a GPU, else the CPU. ValueError for a device
+    torch does not know or this machine lacks ("banana", "cuda" without a GPU, "cuda:7" on a
+    one-GPU machine), before any work starts."""
+    import torch
 
+    if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(str(device))
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r} (use cpu, cuda, cuda:N or auto)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: no usable CUDA GPU on this machine")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ValueError(f"device {device!r}: this machine has {count} GPU(s)")
+    elif chosen.type != "cpu":
+        raise ValueError(f"device {device!r}: photosearch runs on cpu or cuda")
     return str(device)
 
 

@@ -35,6 +35,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import ExifTags, Image, features
 
+from photosearch.faces.memory import DecodeBudgetError, decode_budget
+
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageLoadError", "LoadedImage", "load_image", "resize_pixels"]
 
 # Pillow's own hard limit with its default settings (2 x Image.MAX_IMAGE_PIXELS): about
@@ -63,6 +65,24 @@ _ORIENTATION_FIX = {
 }
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+# Modes Pillow resizes directly, whose conversion to 8 bits goes through numpy.
+_WIDE_MODES = _SIXTEEN_BIT_MODES | {"I", "F"}
+# Bytes per pixel Pillow's decoded image takes, by mode (RGB is stored in 4 bytes a pixel).
+_PILLOW_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+
+
+def _decode_bytes(image: Image.Image, target: tuple[int, int]) -> int:
+    """The memory a decode holds at its peak, estimated from the header: the decoded image (as
+    drafted), a full-size conversion for modes converted before resizing, the working copies."""
+    width, height = image.size
+    pixels = width * height
+    decoded = pixels * _PILLOW_BYTES.get(image.mode, 4)
+    converted = 0 if image.mode in ("RGB", "RGBA", "L") or image.mode in _WIDE_MODES else pixels * 4
+    if image.mode in _WIDE_MODES and target == (width, height):
+        converted = pixels * 10  # numpy's conversion at full size: int64 samples, then 8 bits
+    # The numpy copy (3 bytes a pixel), and the resized Pillow image when there is one.
+    working = target[0] * target[1] * (3 if target == (width, height) else 7)
+    return decoded + converted + working
 
 
 class ImageLoadError(Exception):
@@ -208,15 +228,23 @@ def _decode(
         target = _working_size(stored_width, stored_height, max_side)
         try:
             region = _draft(image, stored_width, stored_height, target)
-            image.load()
-            orientation = _orientation(image)
-            working = _to_rgb_family(image)
-            if target != (stored_width, stored_height):
-                working = working.resize(target, _RESAMPLE, box=region)
-            if orientation in _ORIENTATION_FIX:
-                working = working.transpose(_ORIENTATION_FIX[orientation])
-            # np.array copies, so the pixels outlive the (closed) Pillow image and are writable.
-            pixels = np.array(_flatten_to_rgb(working), dtype=np.uint8)
+            with decode_budget().reserve(_decode_bytes(image, target)):
+                image.load()
+                orientation = _orientation(image)
+                if image.mode in _WIDE_MODES and target != (stored_width, stored_height):
+                    # Shrink in the source precision first (Pillow resizes these modes), then
+                    # convert only the small result: 16-bit photos need no full-size copies.
+                    working = _to_rgb_family(image.resize(target, _RESAMPLE, box=region))
+                else:
+                    working = _to_rgb_family(image)
+                    if target != (stored_width, stored_height):
+                        working = working.resize(target, _RESAMPLE, box=region)
+                if orientation in _ORIENTATION_FIX:
+                    working = working.transpose(_ORIENTATION_FIX[orientation])
+                # np.array copies: the pixels outlive the (closed) Pillow image, writable.
+                pixels = np.array(_flatten_to_rgb(working), dtype=np.uint8)
+        except DecodeBudgetError as error:
+            raise ImageLoadError(label, f"image too large to decode here: {error}") from error
         except Image.DecompressionBombError as error:
             raise ImageLoadError(label, _pillow_bomb_reason(error)) from error
         except MemoryError as error:
@@ -364,8 +392,12 @@ def _to_rgb_family(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode in ("RGB", "RGBA", "L"):
         return image
-    if mode in _SIXTEEN_BIT_MODES or mode == "I":
-        # Pillow's own I;16 -> L conversion clips at 255; scale the 16-bit range instead.
+    if mode in _SIXTEEN_BIT_MODES:
+        # Pillow's own I;16 -> L conversion clips at 255; scale the 16-bit range instead
+        # (in uint32: the products fit, at half int64's memory).
+        samples = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8), "L")
+    if mode == "I":
         samples = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
         return Image.fromarray(((samples * 255 + 32767) // 65535).astype(np.uint8), "L")
     if mode == "F":

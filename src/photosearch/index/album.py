@@ -8,18 +8,32 @@ by content and an edited one by its changed fingerprint.
 Files are picked by extension only (cheap, no reads); whether a file really is an image is left
 to the decoder, so a mislabelled file (a WEBP named ``.jpg``) still works and a broken one is
 reported by the indexer.
+
+A listing that fails is never mistaken for an empty folder: `Album.listing` names every folder
+it could not list (permissions, a failing drive), and whoever decides which photos left the
+album (`AlbumListing.gone`) keeps the records under those folders. Local albums follow
+symlinked files and folders (each real folder once, so a link loop ends); names that are not
+valid UTF-8 get a lossless escaped key (`photo_key`, docs/index-format.md).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from photosearch.storage import canonical_location, is_local, open_filesystem, storage_failure
+from photosearch.storage import (
+    canonical_location,
+    is_local,
+    is_object_store,
+    open_filesystem,
+    storage_failure,
+)
 
 __all__ = [
     "FINGERPRINT_ALGORITHM",
@@ -27,8 +41,11 @@ __all__ = [
     "Album",
     "AlbumError",
     "AlbumFile",
+    "AlbumListing",
     "fingerprint",
     "is_image_name",
+    "name_of",
+    "photo_key",
 ]
 
 IMAGE_EXTENSIONS = frozenset(
@@ -71,6 +88,65 @@ class AlbumError(RuntimeError):
     """The album location does not exist or cannot be listed."""
 
 
+# -- keys: album-relative names as index keys (UTF-8 strings), losslessly ----------------------
+
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+
+
+def photo_key(name: str) -> str:
+    """The index key of an album-relative name (a POSIX path; local names that are not valid
+    UTF-8 arrive from the OS with surrogate escapes, as os.fsdecode makes them).
+
+    Almost every name is its own key. A name that is not valid UTF-8, or that already contains
+    a "%" followed by two hex digits, is written with its undecodable bytes and every "%" as
+    %XX (RFC 3986 style): b"caf\xe9.jpg" -> "caf%E9.jpg", "a%41.jpg" -> "a%2541.jpg". Since
+    every escaped key contains a %XX and no plain key does, `name_of` undoes it exactly.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        if not _ESCAPE.search(name):
+            return name
+    raw = os.fsencode(name) if os.name != "nt" else name.encode("utf-8", "surrogatepass")
+    out = []
+    for char in raw.decode("utf-8", "surrogateescape"):
+        code = ord(char)
+        if char == "%":
+            out.append("%25")
+        elif 0xDC80 <= code <= 0xDCFF:  # an undecodable byte
+            out.append(f"%{code - 0xDC00:02X}")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def name_of(key: str) -> str:
+    """The album-relative name of an index key (the inverse of `photo_key`)."""
+    if not _ESCAPE.search(key):
+        return key
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(key):
+        raw += key[position : match.start()].encode("utf-8")
+        raw.append(int(match.group()[1:], 16))
+        position = match.end()
+    raw += key[position:].encode("utf-8")
+    return bytes(raw).decode("utf-8", "surrogateescape")
+
+
+def _safe_name(key: str) -> str:
+    """`name_of(key)`, refused when it could leave the album (a key from a foreign index)."""
+    name = name_of(key)
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\0" in name or (os.name == "nt" and "\\" in name):
+        raise ValueError(f"not an album-relative photo key: {key!r}")
+    if any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"not an album-relative photo key: {key!r}")
+    return name
+
+
 @dataclass(frozen=True)
 class AlbumFile:
     """One candidate photo, as listed (nothing read yet)."""
@@ -78,6 +154,26 @@ class AlbumFile:
     key: str  # album-relative POSIX path, e.g. "2023/rome/IMG_0420.HEIC"
     size: int  # bytes
     stamp: str  # listing fields that change with the content; "" when the storage gives none
+
+
+@dataclass(frozen=True)
+class AlbumListing:
+    """What one listing of the album found, and what it could not see."""
+
+    files: list[AlbumFile]
+    unlisted: tuple[str, ...] = ()  # album-relative folders ("" for the root) not listable
+    notes: list[str] = field(default_factory=list)  # one line per problem (with `unlisted`)
+
+    def covers(self, key: str) -> bool:
+        """Whether the listing could see `key` (it lies under no unlisted folder)."""
+        name = name_of(key)
+        return not any(folder == "" or name.startswith(folder + "/") for folder in self.unlisted)
+
+    def gone(self, known: Iterable[str]) -> list[str]:
+        """The known keys that really left the album: not listed, and not under a folder the
+        listing could not see. Sorted."""
+        present = {item.key for item in self.files}
+        return sorted(key for key in known if key not in present and self.covers(key))
 
 
 def fingerprint(data: bytes) -> str:
@@ -95,13 +191,13 @@ def is_image_name(key: str) -> bool:
 
 def _stamp(info: dict[str, Any]) -> str:
     values = []
-    for field in _STAMP_FIELDS:
-        value = info.get(field)
+    for name in _STAMP_FIELDS:
+        value = info.get(name)
         if value is None:
             continue
         if isinstance(value, datetime):
             value = value.isoformat()
-        values.append(f"{field}={value}")
+        values.append(f"{name}={value}")
     return ";".join(values)
 
 
@@ -117,11 +213,20 @@ class Album:
         return f"Album({self.location!r})"
 
     def files(self) -> list[AlbumFile]:
-        """Every photo-named file under the album, recursively, sorted by key."""
+        """Every photo-named file under the album, recursively, sorted by key. Raises
+        AlbumError when any folder could not be listed (use `listing` to go on without it)."""
+        listing = self.listing()
+        if listing.unlisted:
+            raise AlbumError("; ".join(listing.notes))
+        return listing.files
+
+    def listing(self) -> AlbumListing:
+        """Every photo-named file under the album, and the folders that could not be listed.
+        Raises AlbumError when the album itself is missing or cannot be listed at all."""
         try:
             if not self.fs.isdir(self.root):
                 raise AlbumError(self._why_not_a_folder())
-            listing = self.fs.find(self.root, detail=True)
+            listing = _walk_local(self.root) if is_local(self.fs) else self._list_remote()
         except AlbumError:
             raise
         except Exception as exc:
@@ -131,18 +236,40 @@ class Album:
             if message is None:
                 raise
             raise AlbumError(f"cannot list album: {message}") from exc
+        if "" in listing.unlisted:
+            raise AlbumError(f"cannot list album: {listing.notes[0]}")
+        listing.files.sort(key=lambda item: item.key)
+        return listing
+
+    def _list_remote(self) -> AlbumListing:
         prefix = self.root.rstrip("/") + "/"
+        if is_object_store(self.fs):
+            # One flat listing: a denied or failed request raises (never an empty result).
+            entries = self.fs.find(self.root, detail=True).items()
+            unlisted: list[str] = []
+            notes: list[str] = []
+        else:
+            # Other fsspec filesystems walk folder by folder: record each one that fails.
+            unlisted, notes, entries = [], [], []
+
+            def failed(error: OSError) -> None:
+                path = str(getattr(error, "filename", "") or "").rstrip("/")
+                folder = path[len(prefix) :] if path.startswith(prefix) else ""
+                unlisted.append(folder)
+                notes.append(f"cannot list folder {folder or self.location}: {error}")
+
+            for _, _, files in self.fs.walk(self.root, detail=True, on_error=failed):
+                entries += [(info["name"], info) for info in files.values()]
         found = []
-        for path, info in listing.items():
+        for path, info in entries:
             if info.get("type", "file") != "file" or not path.startswith(prefix):
                 continue
-            key = path[len(prefix) :]
+            key = photo_key(path[len(prefix) :])
             if is_image_name(key):
                 found.append(
                     AlbumFile(key=key, size=int(info.get("size") or 0), stamp=_stamp(info))
                 )
-        found.sort(key=lambda item: item.key)
-        return found
+        return AlbumListing(found, tuple(unlisted), notes)
 
     def _why_not_a_folder(self) -> str:
         # On S3 a missing bucket (or a denied listing) looks like a missing folder to isdir:
@@ -156,8 +283,10 @@ class Album:
         return f"album not found or not a folder: {self.location}"
 
     def path_of(self, key: str) -> str:
-        """The storage path of a photo (for fsspec calls; a plain path for local albums)."""
-        return f"{self.root.rstrip('/')}/{key}"
+        """The storage path of a photo (for fsspec calls; a plain path for local albums).
+        ValueError for a key that could leave the album ("..", absolute): keys come from
+        indexes, and an index copied from someone else must not read outside its album."""
+        return f"{self.root.rstrip('/')}/{_safe_name(key)}"
 
     def url_of(self, key: str) -> str:
         """A location that opens the photo: a local path, or a protocol URL."""
@@ -167,3 +296,53 @@ class Album:
     def read(self, key: str) -> bytes:
         """The photo's bytes (raises OSError / FileNotFoundError like the storage does)."""
         return self.fs.cat_file(self.path_of(key))
+
+
+def _walk_local(root: str) -> AlbumListing:
+    """A local album, folder by folder with os.scandir: symlinked files and folders are followed
+    (each real folder once: a link loop ends), hidden names skipped, and every folder that
+    cannot be listed is named instead of silently looking empty (as fsspec's walk would)."""
+    found: list[AlbumFile] = []
+    unlisted: list[str] = []
+    notes: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [("", root)]
+    while pending:
+        relative, path = pending.pop()
+        try:
+            status = os.stat(path)
+            if (status.st_dev, status.st_ino) in seen:
+                notes.append(f"{relative}: symlinked folder already listed (a link loop?): skipped")
+                continue
+            seen.add((status.st_dev, status.st_ino))
+            with os.scandir(path) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            unlisted.append(relative)
+            where = photo_key(relative) if relative else root
+            notes.append(f"cannot list folder {where}: {exc.strerror or exc} (its photos are kept)")
+            continue
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            name = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                if entry.is_dir():  # follows symlinks
+                    pending.append((name, entry.path))
+                    continue
+                if not is_image_name(entry.name):
+                    continue
+                if not entry.is_file():
+                    if entry.is_symlink():
+                        notes.append(f"{photo_key(name)}: broken symlink: skipped")
+                    continue
+                info = entry.stat()  # the target's, for a symlink
+            except OSError as exc:
+                # Listed but not stat-able: kept as present, so its record stays; reading it
+                # will report why.
+                found.append(AlbumFile(photo_key(name), 0, ""))
+                notes.append(f"{photo_key(name)}: {exc.strerror or exc}")
+                continue
+            stamp = f"mtime={info.st_mtime};created={getattr(info, 'st_birthtime', info.st_ctime)}"
+            found.append(AlbumFile(photo_key(name), int(info.st_size), stamp))
+    return AlbumListing(found, tuple(unlisted), notes)

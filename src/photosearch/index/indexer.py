@@ -96,6 +96,7 @@ class RunStats:
     deleted: int = 0  # gone from the album: removed from the index
     unreadable: int = 0  # recorded with their error (decoding failed)
     read_failures: int = 0  # could not be read from storage (not recorded: retried next run)
+    unlisted: int = 0  # folders that could not be listed (their photos' records are kept)
     faces: int = 0  # faces found in the indexed photos
     commits: int = 0
     seconds: float = 0.0
@@ -104,6 +105,11 @@ class RunStats:
     @property
     def processed(self) -> int:
         return self.indexed + self.reused + self.unreadable
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything went wrong that the run went on past (the exit status 1 case)."""
+        return bool(self.unreadable or self.read_failures or self.unlisted)
 
 
 @dataclass
@@ -136,6 +142,7 @@ class Indexer:
         commit_seconds: float = DEFAULT_COMMIT_SECONDS,
         retry_errors: bool = False,
         rebuild: bool = False,
+        repair: bool = False,
         report: Callable[[str], None] | None = None,
         show_progress: bool = False,
         index_storage_options: dict | None = None,
@@ -153,6 +160,9 @@ class Indexer:
         # of them if the engine does not say); each old record stays until its photo's new one
         # is committed, and a re-run resumes an interrupted rebuild.
         self.rebuild = rebuild
+        # Damaged shards are dropped and their photos redone (also by --rebuild, which is what
+        # someone with a broken index tries first).
+        self.repair = repair or rebuild
         self.report = report or (lambda line: print(line, file=sys.stderr))
         self.show_progress = show_progress
         self.index_storage_options = index_storage_options
@@ -163,19 +173,36 @@ class Indexer:
     def run(self) -> RunStats:
         started = time.monotonic()
         stats = RunStats()
-        files = self.album.files()
+        listing = self.album.listing()
+        files = listing.files
         stats.listed = len(files)
+        stats.unlisted = len(listing.unlisted)
+        for note in listing.notes:
+            self._say(stats, note)
         with IndexWriter(
             self.index_location,
             model_id=self.engine.model_id,
             album=self.album.location,
             storage_options=self.index_storage_options,
+            repair=self.repair,
         ) as writer:
             if writer.reset_reason:
                 self._say(stats, writer.reset_reason)
+            for line in writer.repaired:
+                self.report(line)
             shards_before = len(writer.manifest.shards)
-            present = {item.key for item in files}
-            for key in sorted(set(writer.photos) - present):
+            gone = listing.gone(writer.photos)
+            if gone and not files:
+                # An album that lists nothing while the index holds photos is more likely an
+                # unmounted drive or an emptied mount point than a deliberate deletion of all.
+                self._say(
+                    stats,
+                    f"the album lists no photos: the {len(gone)} indexed photo(s) are kept "
+                    "(delete the index to start over)",
+                )
+                stats.unlisted += 1
+                gone = []
+            for key in gone:
                 writer.delete(key)
                 stats.deleted += 1
             self._note_other_settings(writer)

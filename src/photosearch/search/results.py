@@ -45,7 +45,7 @@ def write_zip(album: Album, photos: Iterable[str], target: BinaryIO) -> list[str
         for photo in photos:
             try:
                 data = album.read(photo)
-            except OSError as error:
+            except (OSError, ValueError) as error:  # ValueError: a key leaving the album
                 failed.append(f"{photo}: {error.__class__.__name__}: {error}")
                 continue
             archive.writestr(_safe_member(photo), data)
@@ -88,7 +88,7 @@ def copy_matches(album: Album, matches: Sequence[Match], destination: str | Path
     for match in matches:
         try:
             data = album.read(match.photo)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # ValueError: a key leaving the album
             failed.append(f"{match.photo}: {error.__class__.__name__}")
             continue
         target = root / _safe_member(match.photo)

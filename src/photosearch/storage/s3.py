@@ -7,6 +7,9 @@ endpoints) words its failures with the same functions. Needs the `aws` extra (bo
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +33,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "botocore_error_in",
     "describe_s3_failure",
+    "endpoint_reachable",
     "error_code",
     "error_message",
     "failure_reason",
@@ -100,22 +104,71 @@ def s3fs_options() -> dict[str, Any]:
     an album or index is listed as it is now, also in a long-running process.
     """
     mode, attempts = "adaptive", DEFAULT_MAX_ATTEMPTS
+    endpoint = None
     try:
         session = botocore.session.Session()
         # Only a mode the user chose (botocore's own default is "legacy"): env, then profile.
         chosen = os.environ.get("AWS_RETRY_MODE") or session.get_scoped_config().get("retry_mode")
         mode = chosen or mode
         attempts = int(session.get_config_variable("max_attempts") or attempts)
+        endpoint = _s3_endpoint(session)
     except (BotoCoreError, ValueError):
         pass  # e.g. an unknown AWS_PROFILE: the first request reports it, in one line
+    connect_timeout = 10
+    if endpoint is not None and not endpoint_reachable(endpoint):
+        # Nobody listens there (a stopped local server, a wrong AWS_ENDPOINT_URL, no network):
+        # retrying with backoff would only delay the one-line error by ~15-45 s.
+        attempts, connect_timeout = 1, PROBE_SECONDS
     return {
         "use_listings_cache": False,
         "config_kwargs": {
             "retries": {"mode": mode, "total_max_attempts": attempts},
-            "connect_timeout": 10,
+            "connect_timeout": connect_timeout,
             "read_timeout": 60,
         },
     }
+
+
+# How long the reachability probe waits for a TCP connection, and how long its answer is kept.
+PROBE_SECONDS = 3.0
+_PROBE_TTL = 30.0
+_probed: dict[tuple[str, int], tuple[float, bool]] = {}
+_probe_lock = threading.Lock()
+
+
+def _s3_endpoint(session: botocore.session.Session) -> str | None:
+    """The S3 endpoint requests will go to, when it can be told without a request; None behind
+    a proxy (the probe would test the wrong hop)."""
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY")):
+        return None
+    explicit = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if explicit:
+        return explicit
+    region = session.get_config_variable("region")
+    return f"https://s3.{region}.amazonaws.com" if region else "https://s3.amazonaws.com"
+
+
+def endpoint_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the endpoint opens within PROBE_SECONDS (answers are kept
+    for 30 s). A refused connection or an unknown host answers at once."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname
+    if not host:
+        return True  # not ours to judge: let the request say
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    now = time.monotonic()
+    with _probe_lock:
+        known = _probed.get((host, port))
+    if known is not None and now - known[0] < _PROBE_TTL:
+        return known[1]
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            reachable = True
+    except OSError:
+        reachable = False
+    with _probe_lock:
+        _probed[(host, port)] = (now, reachable)
+    return reachable
 
 
 def describe_s3_failure(exc: BaseException, url: str) -> str | None:

@@ -2,15 +2,18 @@
 
 The page script (page.py) only lays out widgets and calls into this package, one module a job:
 
-- `config`: configuration and login (password hashed, refusal to serve the network without one);
+- `config`: configuration and the password (hashed; refusal to serve the network without one);
+- `identity`: who uses the page (the user the gateway vouches for, or the loopback owner);
 - `library`: the album and its index (the committed part, reloaded when a commit lands);
 - `matching`: the search call: ONE function, `find_matches`, and the settings the page offers;
 - `references`: reference photos (faces found, face thumbnails, which face is the person);
 - `session`: a browser session's search state (references, threshold, "not me" exclusions);
 - `results`: results (pages of matches, thumbnails with the matched face boxed) and acting on
   them (zip download, copy to a folder);
-- `people`: saved people (descriptors and exclusions on disk, "forget" deletes them);
-- `indexing`: background indexing with progress, which never blocks searching the committed part.
+- `people`: each user's saved people (descriptors and exclusions under their own prefix,
+  local or S3; "forget" deletes them);
+- `indexing`: background indexing with progress, which never blocks searching the committed part;
+- `remote`: the same search through the SageMaker endpoint (PHOTOSEARCH_APP_ENDPOINT).
 
 Privacy: an uploaded reference photo is decoded in memory and only its face descriptors and
 small face thumbnails are kept, for the browser session; nothing reaches the disk unless the
@@ -34,6 +37,7 @@ from photosearch.app.logic.config import (
     password_hash_from,
     verify_password,
 )
+from photosearch.app.logic.identity import User, page_user
 from photosearch.app.logic.indexing import DONE, FAILED, RUNNING
 from photosearch.app.logic.library import AlbumStatus, Library, album_of_index, known_albums
 from photosearch.app.logic.matching import (
@@ -52,13 +56,16 @@ from photosearch.app.logic.matching import (
     strictness_words,
     threshold_words,
 )
-from photosearch.app.logic.people import PeopleStore
+from photosearch.app.logic.people import PeopleStore, adopt_legacy_people, people_location
 from photosearch.app.logic.references import FACE_THUMBNAIL_SIDE, Reference, ReferenceReader
+from photosearch.app.logic.remote import EndpointSearch, endpoint_from
 from photosearch.app.logic.results import (
     BOX_COLOUR,
     PER_PAGE,
     RESULT_THUMBNAIL_SIZE,
+    copy_destination,
     copy_matches,
+    copy_to_folder,
     match_caption,
     page_of,
     zip_bytes,
@@ -93,6 +100,7 @@ __all__ = [
     "THRESHOLD_STEP",
     "AlbumStatus",
     "AppConfig",
+    "EndpointSearch",
     "Library",
     "Match",
     "PeopleStore",
@@ -101,10 +109,15 @@ __all__ = [
     "ReferenceReader",
     "SearchSession",
     "StartRefused",
+    "User",
+    "adopt_legacy_people",
     "album_of_index",
     "check_startable",
+    "copy_destination",
     "copy_matches",
+    "copy_to_folder",
     "default_strictness",
+    "endpoint_from",
     "find_matches",
     "hash_password",
     "is_loopback",
@@ -112,7 +125,9 @@ __all__ = [
     "known_albums",
     "match_caption",
     "page_of",
+    "page_user",
     "password_hash_from",
+    "people_location",
     "strictness_words",
     "threshold_words",
     "verify_password",

@@ -1,7 +1,9 @@
-"""Saved people: descriptors, one face thumbnail and "not me" exclusions, kept on disk.
+"""Saved people: descriptors, one face thumbnail and "not me" exclusions, kept in storage.
 
-A person reaches the disk only when the user saves them: one folder each in the data dir
-(person.json and face.jpg, each written atomically), and "forget" deletes the folder.
+A person is stored only when the user saves them: one folder each under the user's own prefix
+(``saved-people/<user>/<id>/``: person.json and face.jpg, each replaced atomically), on local
+disk or S3 through photosearch.storage, and "forget" deletes the folder. `people_location`
+says where a user's people live; nothing reads another user's prefix.
 """
 
 from __future__ import annotations
@@ -20,9 +22,48 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
+    "ENV_PEOPLE",
     "PeopleStore",
     "SavedPerson",
+    "adopt_legacy_people",
+    "people_location",
 ]
+
+# Where every user's saved people live (a folder or an s3:// URL); one sub-folder per user.
+ENV_PEOPLE = "PHOTOSEARCH_APP_PEOPLE"
+
+
+def people_location(user: str, environ: Mapping[str, str] | None = None) -> str:
+    """The saved people of `user`: ``<PHOTOSEARCH_APP_PEOPLE>/<user>``, by default
+    ``<data dir>/saved-people/<user>``. `user` is an account name (checked by the gateway)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{0,31}", user or "") or user in (".", ".."):
+        raise ValueError(f"bad user name {user!r}")
+    environ = os.environ if environ is None else environ
+    base = environ.get(ENV_PEOPLE)
+    if base:
+        from photosearch.storage import canonical_location
+
+        base = canonical_location(base)
+    else:
+        from photosearch.index.indexer import data_dir
+
+        base = str(data_dir() / "saved-people")
+    return f"{base.rstrip('/')}/{user}"
+
+
+def adopt_legacy_people(legacy: Path, store: PeopleStore) -> int:
+    """Move people saved before accounts existed (``<data dir>/people/<id>``) into `store` (the
+    owner's, on local disk); returns how many moved. Nobody saved is ever dropped."""
+    if not legacy.is_dir() or "://" in store.location:
+        return 0
+    moved = 0
+    for folder in sorted(legacy.iterdir()):
+        target = Path(store.location) / folder.name
+        if re.fullmatch(r"[0-9a-f]{12}", folder.name) and not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(folder), str(target))
+            moved += 1
+    return moved
 
 
 @dataclass
@@ -40,37 +81,45 @@ class SavedPerson:
 
 
 class PeopleStore:
-    """Saved people, one folder each: person.json (descriptors, exclusions) and face.jpg.
+    """One user's saved people, one folder each: person.json (descriptors, exclusions) and
+    face.jpg, under `root` (a folder or URL, see `people_location`); "forget" deletes the
+    folder."""
 
-    Lives in the data dir (``PHOTOSEARCH_DATA_DIR`` overrides it); "forget" deletes the folder.
-    """
+    def __init__(self, root: str | Path) -> None:
+        from photosearch.storage import canonical_location, open_filesystem
 
-    def __init__(self, root: str | Path | None = None) -> None:
-        if root is None:
-            from photosearch.index.indexer import data_dir
-
-            root = data_dir() / "people"
-        self.root = Path(root)
+        self.location = canonical_location(root)
+        self._fs, self._root = open_filesystem(self.location)
         self._lock = threading.Lock()
 
-    def _folder(self, person_id: str) -> Path:
+    @property
+    def root(self) -> str:
+        return self._root
+
+    def _folder(self, person_id: str) -> str:
         if not re.fullmatch(r"[0-9a-f]{12}", person_id or ""):
             raise KeyError(person_id)
-        return self.root / person_id
+        return f"{self._root.rstrip('/')}/{person_id}"
 
     def list(self) -> list[SavedPerson]:
-        if not self.root.is_dir():
+        try:
+            entries = self._fs.ls(self._root, detail=False)
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        people = [self.get(folder.name) for folder in sorted(self.root.iterdir())]
+        names = sorted(str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries)
+        people = [self.get(name) for name in names if re.fullmatch(r"[0-9a-f]{12}", name)]
         return sorted((p for p in people if p is not None), key=lambda p: p.name.lower())
 
     def get(self, person_id: str | None) -> SavedPerson | None:
         try:
             folder = self._folder(person_id or "")
-            data = json.loads((folder / "person.json").read_text())
+            data = json.loads(self._fs.cat_file(f"{folder}/person.json"))
         except (KeyError, OSError, ValueError):
             return None
-        face_path = folder / "face.jpg"
+        try:
+            face = self._fs.cat_file(f"{folder}/face.jpg")
+        except OSError:
+            face = None
         return SavedPerson(
             id=person_id or "",
             name=str(data["name"]),
@@ -81,7 +130,7 @@ class PeopleStore:
                 album: [(str(p), int(f)) for p, f in pairs]
                 for album, pairs in data.get("exclusions", {}).items()
             },
-            face=face_path.read_bytes() if face_path.exists() else None,
+            face=face,
         )
 
     def create(
@@ -107,7 +156,6 @@ class PeopleStore:
 
     def update(self, person: SavedPerson) -> None:
         folder = self._folder(person.id)
-        folder.mkdir(parents=True, exist_ok=True)
         record = {
             "name": person.name,
             "created": person.created,
@@ -121,9 +169,18 @@ class PeopleStore:
             },
         }
         with self._lock:
-            _write_atomic(folder / "person.json", json.dumps(record).encode())
+            self._write(f"{folder}/person.json", json.dumps(record).encode())
             if person.face is not None:
-                _write_atomic(folder / "face.jpg", person.face)
+                self._write(f"{folder}/face.jpg", person.face)
+
+    def _write(self, path: str, data: bytes) -> None:
+        from photosearch.storage import is_local
+
+        if is_local(self._fs):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(Path(path), data)
+        else:
+            self._fs.pipe_file(path, data)  # one PUT replaces an object atomically
 
     def add_exclusion(self, person_id: str, album: str, photo: str, face: int) -> None:
         person = self.get(person_id)
@@ -132,15 +189,24 @@ class PeopleStore:
         person.exclusions.setdefault(album, []).append((photo, int(face)))
         self.update(person)
 
+    def remove_exclusion(self, person_id: str, album: str, photo: str, face: int) -> None:
+        """Undo a "not me": the face may match this person again."""
+        person = self.get(person_id)
+        if person is None:
+            raise KeyError(person_id)
+        kept = [pair for pair in person.exclusions_for(album) if pair != (photo, int(face))]
+        person.exclusions[album] = kept
+        self.update(person)
+
     def forget(self, person_id: str) -> bool:
         """Delete the person: descriptors, face thumbnail and exclusions. True if it existed."""
         try:
             folder = self._folder(person_id)
         except KeyError:
             return False
-        if not folder.exists():
+        if not self._fs.exists(f"{folder}/person.json"):
             return False
-        shutil.rmtree(folder)
+        self._fs.rm(folder, recursive=True)
         return True
 
 

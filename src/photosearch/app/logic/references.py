@@ -40,6 +40,7 @@ class Reference:
     boxes: list[tuple[int, int, int, int]]  # original pixels
     face_thumbnails: list[bytes]  # JPEG crop of each face
     chosen: int  # index of the person's face (default: the largest)
+    data_digest: str | None = None  # BLAKE2b of the uploaded bytes: the same file is used once
 
     @property
     def descriptor(self) -> np.ndarray:
@@ -56,7 +57,9 @@ class ReferenceReader:
     def __init__(self, engine_factory: Callable[[], FaceFinder] | None = None) -> None:
         self._engine_factory = engine_factory or _default_engine
         self._engine: FaceFinder | None = None
-        self._lock = threading.Lock()  # one photo at a time: the engine is shared by sessions
+        # One face search at a time (the engine is shared by sessions), but decoding runs outside
+        # the lock: one user's huge upload never stalls another user's search.
+        self._lock = threading.Lock()
 
     @property
     def engine(self) -> FaceFinder:
@@ -74,8 +77,7 @@ class ReferenceReader:
         from photosearch.search import query
 
         try:
-            with self._lock:
-                found = query.read_reference(self.engine, data, name=name)
+            found = query.read_reference(_OneAtATime(self.engine, self._lock), data, name=name)
         except ReferencePhotoError as error:
             if error.kind == "unreadable":
                 raise ReferencePhotoError(
@@ -96,6 +98,20 @@ class ReferenceReader:
             face_thumbnails=[face_thumbnail(found.image, face.box) for face in found.faces],
             chosen=found.chosen,
         )
+
+
+class _OneAtATime:
+    """The engine, with only its face search (not the decoding before it) behind `lock`."""
+
+    def __init__(self, engine: FaceFinder, lock: threading.Lock) -> None:
+        self._engine, self._lock = engine, lock
+
+    def faces(self, image: LoadedImage):
+        with self._lock:
+            return self._engine.faces(image)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
 
 
 def _default_engine() -> FaceFinder:

@@ -11,6 +11,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image, ImageDraw
 
@@ -35,7 +36,10 @@ __all__ = [
     "ResultPage",
     "ThumbnailCache",
     "boxed_thumbnail",
+    "copy_destination",
     "copy_matches",
+    "copy_to_folder",
+    "draw_face_box",
     "match_caption",
     "page_of",
     "write_zip",
@@ -80,6 +84,19 @@ def match_caption(match: Match) -> str:
     return f"{match.photo} · distance {match.distance:.2f}"
 
 
+def draw_face_box(picture: Image.Image, box: Sequence[int], width: int) -> None:
+    """Box a face on `picture` in place, `width` pixels thick."""
+    left, top, right, bottom = box
+    draw = ImageDraw.Draw(picture)
+    # A dark outline around the bright box keeps it visible on light backgrounds.
+    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
+    draw.rectangle(
+        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
+        outline=BOX_COLOUR,
+        width=width - 1,
+    )
+
+
 def boxed_thumbnail(
     data: bytes, box: Sequence[int], name: str, size: tuple[int, int] = RESULT_THUMBNAIL_SIZE
 ) -> bytes:
@@ -90,16 +107,7 @@ def boxed_thumbnail(
     """
     loaded = load_image(data, max_side=max(size), name=name)
     picture = Image.fromarray(loaded.pixels)
-    left, top, right, bottom = _working_box(loaded, box)
-    width = max(3, round(max(picture.size) / 70))
-    draw = ImageDraw.Draw(picture)
-    # A dark outline around the bright box keeps it visible on light backgrounds.
-    draw.rectangle((left - width, top - width, right + width, bottom + width), outline=(0, 0, 0))
-    draw.rectangle(
-        (left - width + 1, top - width + 1, right + width - 1, bottom + width - 1),
-        outline=BOX_COLOUR,
-        width=width - 1,
-    )
+    draw_face_box(picture, _working_box(loaded, box), max(3, round(max(picture.size) / 70)))
     picture.thumbnail(size, Image.Resampling.LANCZOS)
     canvas = Image.new("RGB", size, CANVAS_COLOUR)
     canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))
@@ -135,3 +143,25 @@ class ThumbnailCache:
             while len(self._items) > self.capacity:
                 self._items.popitem(last=False)
         return value
+
+
+def copy_destination(folder: str, base: str | Path | None = None) -> Path:
+    """Where *Copy to a folder* writes: `folder` as typed, ``~`` expanded, and a relative path
+    taken inside `base` (the home folder of the user running the app), never the server's
+    working directory."""
+    path = Path(folder.strip()).expanduser()
+    if not path.is_absolute():
+        path = Path(base if base is not None else Path.home()) / path
+    return path
+
+
+def copy_to_folder(
+    album: Album, matches: Sequence[Match], folder: str, base: str | Path | None = None
+) -> CopyReport | str:
+    """Copy the matches (see `copy_matches`), or a one-line reason when the folder is unusable."""
+    destination = copy_destination(folder, base)
+    try:
+        return copy_matches(album, matches, destination)
+    except OSError as error:
+        reason = error.strerror or error.__class__.__name__
+        return f"Cannot copy to {destination}: {reason}."

@@ -8,6 +8,7 @@ stay in this session otherwise. The search itself goes through `find_matches`
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -58,13 +59,27 @@ class SearchSession:
         for file_id in list(self.uploads):
             if file_id not in present:
                 del self.uploads[file_id]
+        seen = {
+            ref.data_digest: ref.name
+            for ref in self.uploads.values()
+            if isinstance(ref, Reference) and ref.data_digest
+        }
         for file in files:
             if file.file_id in self.uploads:
                 continue
+            data = file.getvalue()
+            digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+            if digest in seen:  # the same photo twice would only weigh its face double
+                self.uploads[file.file_id] = f"“{file.name}” is the same photo as “{seen[digest]}”."
+                continue
             try:
-                self.uploads[file.file_id] = reader.read(file.getvalue(), file.name)
+                reference = reader.read(data, file.name)
             except ReferencePhotoError as error:
                 self.uploads[file.file_id] = str(error)
+                continue
+            reference.data_digest = digest
+            self.uploads[file.file_id] = reference
+            seen[digest] = file.name
 
     @property
     def references(self) -> list[tuple[str, Reference]]:
@@ -99,17 +114,19 @@ class SearchSession:
         saved = set(person.exclusions_for(album)) if person is not None else set()
         return saved | self.session_exclusions
 
-    def matches(self, library: Library, store: PeopleStore) -> list[Match]:
+    def matches(self, library: Library, store: PeopleStore, remote=None) -> list[Match]:
+        """The search; `remote` (an EndpointSearch) runs it on the endpoint instead."""
         index = library.searchable()
         if index is None:
             return []
-        return find_matches(
-            self.descriptors(store),
-            index,
-            threshold=None if self.automatic else self.threshold,
-            strictness=self.strictness if self.automatic else None,
-            exclude=self.exclusions(store, library.album.location),
-        )
+        settings = {
+            "threshold": None if self.automatic else self.threshold,
+            "strictness": self.strictness if self.automatic else None,
+            "exclude": self.exclusions(store, library.album.location),
+        }
+        if remote is not None:
+            return remote.matches(self.descriptors(store), **settings)
+        return find_matches(self.descriptors(store), index, **settings)
 
     def mark_not_me(self, match: Match, store: PeopleStore, album: str) -> None:
         """Exclude this face from this person's results, for good if the person is saved."""
@@ -118,6 +135,17 @@ class SearchSession:
             store.add_exclusion(person.id, album, match.photo, match.face_index)
         else:
             self.session_exclusions.add((match.photo, match.face_index))
+
+    def hidden(self, store: PeopleStore, album: str) -> list[tuple[str, int]]:
+        """The (photo, face) pairs marked "not me" for this search, sorted: what undo offers."""
+        return sorted(self.exclusions(store, album))
+
+    def unhide(self, photo: str, face: int, store: PeopleStore, album: str) -> None:
+        """Undo "not me": the face may match again (saved person or this session alike)."""
+        self.session_exclusions.discard((photo, int(face)))
+        person = self.person(store)
+        if person is not None:
+            store.remove_exclusion(person.id, album, photo, face)
 
     def save_person(self, name: str, store: PeopleStore, album: str, model_id: str) -> SavedPerson:
         """Save (or update) the person: descriptors, a face thumbnail and the exclusions."""

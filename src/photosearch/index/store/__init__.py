@@ -37,6 +37,7 @@ from __future__ import annotations
 from photosearch.index.store.files import read_manifest
 from photosearch.index.store.format import (
     ADDED_COLUMNS,
+    CHECKSUM_ALGORITHM,
     DECODED_STATUSES,
     DESCRIPTOR_SIZE,
     DESCRIPTOR_TYPE,
@@ -56,10 +57,12 @@ from photosearch.index.store.format import (
     STATUS_NO_FACE,
     STATUSES,
     ConcurrentWriteError,
+    DamagedShardError,
     IndexBusyError,
     IndexFormatError,
     IndexStorageError,
     IndexStoreError,
+    UnsafeIndexError,
     UnsupportedIndexError,
 )
 from photosearch.index.store.manifest import IndexStats, Manifest, Retired, ShardInfo, utc_now
@@ -78,6 +81,7 @@ from photosearch.index.store.writer import (
 
 __all__ = [
     "ADDED_COLUMNS",
+    "CHECKSUM_ALGORITHM",
     "DECODED_STATUSES",
     "DESCRIPTOR_SIZE",
     "DESCRIPTOR_TYPE",
@@ -103,6 +107,7 @@ __all__ = [
     "STATUS_NO_FACE",
     "CommitResult",
     "ConcurrentWriteError",
+    "DamagedShardError",
     "IndexBusyError",
     "IndexFormatError",
     "IndexReader",
@@ -115,6 +120,7 @@ __all__ = [
     "PhotoState",
     "Retired",
     "ShardInfo",
+    "UnsafeIndexError",
     "UnsupportedIndexError",
     "descriptors_of",
     "detection_counts",

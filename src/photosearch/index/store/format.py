@@ -11,6 +11,7 @@ import pyarrow as pa
 
 __all__ = [
     "ADDED_COLUMNS",
+    "CHECKSUM_ALGORITHM",
     "DECODED_STATUSES",
     "DESCRIPTOR_SIZE",
     "DESCRIPTOR_TYPE",
@@ -30,10 +31,12 @@ __all__ = [
     "STATUS_FACES",
     "STATUS_NO_FACE",
     "ConcurrentWriteError",
+    "DamagedShardError",
     "IndexBusyError",
     "IndexFormatError",
     "IndexStorageError",
     "IndexStoreError",
+    "UnsafeIndexError",
     "UnsupportedIndexError",
 ]
 
@@ -43,6 +46,9 @@ MANIFEST_NAME = "manifest.json"
 MANIFESTS_DIR = "manifests"
 SHARDS_DIR = "shards"
 LOCK_NAME = "writer.lock"
+# The shard checksum recorded in the manifest (added to format version 1 later: older
+# manifests' shards have none, and are read unchecked).
+CHECKSUM_ALGORITHM = "sha256"
 DESCRIPTOR_SIZE = 128
 DESCRIPTOR_TYPE = pa.binary(DESCRIPTOR_SIZE * 4)
 
@@ -119,6 +125,21 @@ class IndexFormatError(IndexStoreError):
 
 class UnsupportedIndexError(IndexFormatError):
     """A well-formed file of another format or format version: never silently ignored."""
+
+
+class DamagedShardError(IndexFormatError):
+    """A shard of the index is unreadable: truncated, empty, bytes changed (its checksum in the
+    manifest differs), not Parquet, or not this schema. `photosearch index --repair` drops it
+    and indexes its photos again."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class UnsafeIndexError(IndexFormatError):
+    """The index names a file outside itself (a ".." or absolute path, a symlink out): never
+    read, written or deleted, and never silently skipped for an older manifest."""
 
 
 class IndexBusyError(IndexStoreError):

@@ -8,6 +8,7 @@ of another format or format version is refused, never silently read.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,17 +18,32 @@ from photosearch.index.store.format import (
     DESCRIPTOR_SIZE,
     FORMAT_NAME,
     FORMAT_VERSION,
+    SHARDS_DIR,
     STATUS_DELETED,
     STATUS_ERROR,
     STATUS_NO_FACE,
     IndexFormatError,
+    UnsafeIndexError,
     UnsupportedIndexError,
 )
 
 if TYPE_CHECKING:  # annotations only: the writer builds on this module
     from photosearch.index.store.writer import PhotoState
 
-__all__ = ["IndexStats", "Manifest", "Retired", "ShardInfo", "utc_now"]
+__all__ = ["IndexStats", "Manifest", "Retired", "ShardInfo", "checked_shard_path", "utc_now"]
+
+
+# What a shard path in a manifest may look like: a plain file name under shards/. Anything else
+# (an absolute path, "..", a sub-folder) could make a reader read, or a writer's garbage
+# collection delete, a file outside the index.
+_SHARD_PATH = re.compile(rf"{SHARDS_DIR}/[A-Za-z0-9][A-Za-z0-9._-]*\.parquet")
+
+
+def checked_shard_path(path: str) -> str:
+    """`path` if it names a shard inside the index, else UnsafeIndexError."""
+    if not _SHARD_PATH.fullmatch(path) or ".." in path:
+        raise UnsafeIndexError(f"the index manifest names a file outside the index: {path!r}")
+    return path
 
 
 def utc_now() -> str:
@@ -39,6 +55,14 @@ class ShardInfo:
     path: str  # relative to the index root, e.g. "shards/0000000003-1a2b3c4d.parquet"
     rows: int
     bytes: int
+    # "sha256:<64 hex>" of the file's bytes; None in manifests written before it was recorded.
+    checksum: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"path": self.path, "rows": self.rows, "bytes": self.bytes}
+        if self.checksum is not None:
+            data["checksum"] = self.checksum
+        return data
 
 
 @dataclass(frozen=True)
@@ -88,7 +112,7 @@ class Manifest:
             "fingerprint": FINGERPRINT_ALGORITHM,
             "descriptor_size": DESCRIPTOR_SIZE,
             "stats": vars(self.stats),
-            "shards": [vars(shard) for shard in self.shards],
+            "shards": [shard.to_json() for shard in self.shards],
             "retired": [vars(item) for item in self.retired],
         }
 
@@ -109,12 +133,18 @@ class Manifest:
                 album=data.get("album"),
                 model_id=data.get("model_id"),
                 shards=tuple(
-                    ShardInfo(str(s["path"]), int(s["rows"]), int(s["bytes"]))
+                    ShardInfo(
+                        checked_shard_path(str(s["path"])),
+                        int(s["rows"]),
+                        int(s["bytes"]),
+                        None if s.get("checksum") is None else str(s["checksum"]),
+                    )
                     for s in data["shards"]
                 ),
                 stats=IndexStats(**{k: int(v) for k, v in data["stats"].items()}),
                 retired=tuple(
-                    Retired(str(r["path"]), float(r["since"])) for r in data.get("retired", [])
+                    Retired(checked_shard_path(str(r["path"])), float(r["since"]))
+                    for r in data.get("retired", [])
                 ),
             )
         except (KeyError, TypeError, ValueError) as exc:

@@ -20,6 +20,7 @@ from photosearch.index.store.files import IndexFiles, read_manifest
 from photosearch.index.store.format import (
     DECODED_STATUSES,
     DESCRIPTOR_SIZE,
+    DESCRIPTOR_TYPE,
     FACE_COLUMNS,
     PHOTO_COLUMNS,
     SCHEMA,
@@ -99,7 +100,7 @@ class IndexReader:
         """One row per photo (PHOTO_COLUMNS), without reading faces or descriptors."""
         manifest = self._current(manifest)
         columns = sorted({*PHOTO_COLUMNS, "face"})
-        tables = [self.storage.read_parquet(shard.path, columns) for shard in manifest.shards]
+        tables = [self.storage.read_shard(shard, columns) for shard in manifest.shards]
         combined = concat_columns(tables, columns)
         first = as_bools(pc.fill_null(pc.equal(combined.column("face"), 0), True))
         return filter_rows(combined.select(list(PHOTO_COLUMNS)), live_mask(tables) & first)
@@ -117,7 +118,7 @@ class IndexReader:
         """
         manifest = self._current(manifest)
         columns = sorted({*FACE_COLUMNS, "status", *(PHOTO_COLUMNS if with_photos else ())})
-        tables = [self.storage.read_parquet(shard.path, columns) for shard in manifest.shards]
+        tables = [self.storage.read_shard(shard, columns) for shard in manifest.shards]
         live = live_mask(tables)
         combined = concat_columns(tables, columns)
         is_face = live & as_bools(pc.equal(combined.column("status"), STATUS_FACES))
@@ -139,7 +140,11 @@ class IndexReader:
         out = np.empty((int(mask.sum()), DESCRIPTOR_SIZE), dtype=np.float32)
         row = filled = 0
         for shard in manifest.shards:
-            with self.storage.arrow_fs.open_input_file(self.storage.path(shard.path)) as handle:
+            path = self.storage.path(shard.path)
+            with (
+                self.storage.damage_of(shard.path),
+                self.storage.arrow_fs.open_input_file(path) as handle,
+            ):
                 parquet = pq.ParquetFile(handle)
                 for group in range(parquet.num_row_groups):
                     rows = parquet.metadata.row_group(group).num_rows
@@ -149,6 +154,8 @@ class IndexReader:
                     if count == 0:
                         continue
                     column = parquet.read_row_group(group, columns=["descriptor"]).column(0)
+                    if column.type != DESCRIPTOR_TYPE:
+                        raise TypeError(f"descriptor column of type {column.type}")
                     descriptors_of(column, keep, out=out[filled : filled + count])
                     filled += count
         if row != len(mask) or filled != len(out):

@@ -31,10 +31,11 @@ from photosearch.index.store.format import (
     SHARDS_DIR,
     STATUS_DELETED,
     ConcurrentWriteError,
+    DamagedShardError,
     IndexBusyError,
     IndexFormatError,
 )
-from photosearch.index.store.manifest import Manifest, Retired, ShardInfo, utc_now
+from photosearch.index.store.manifest import IndexStats, Manifest, Retired, utc_now
 from photosearch.index.store.rows import live_rows, tombstone_rows
 
 __all__ = [
@@ -108,8 +109,14 @@ class IndexWriter:
         album: str | None = None,
         storage_options: dict | None = None,
         gc_grace_seconds: float = GC_GRACE_SECONDS,
+        repair: bool = False,
     ) -> None:
         self.storage = IndexFiles(location, storage_options)
+        # With repair, damaged shards (DamagedShardError) are dropped from the manifest at the
+        # next commit instead of stopping the writer: their photos fall back to their earlier
+        # records (or none), and the indexer redoes them from the album. One line each here.
+        self.repair = repair
+        self.repaired: list[str] = []
         self.location = self.storage.location
         self.model_id = model_id
         self.gc_grace_seconds = gc_grace_seconds
@@ -125,8 +132,7 @@ class IndexWriter:
     def _acquire_lock(self):
         if not self.storage.local:
             return None
-        os.makedirs(self.storage.root, exist_ok=True)
-        handle = open(self.storage.path(LOCK_NAME), "a+")  # noqa: SIM115 (held until close)
+        handle = self.storage.open_local(LOCK_NAME)
         try:
             import fcntl
 
@@ -184,8 +190,16 @@ class IndexWriter:
             self.photos = {}
             self._index_fingerprints()
             return
+        damaged = []
         for shard in self.manifest.shards:
-            table = self.storage.read_parquet(shard.path, columns)
+            try:
+                table = self.storage.read_shard(shard, columns)
+            except DamagedShardError as error:
+                if not self.repair:
+                    raise
+                damaged.append(shard)
+                self.repaired.append(f"dropped: {error.args[0].split(' (run ')[0]}")
+                continue
             # Only one row per photo is needed: its first (or only) row.
             table = table.filter(pc.fill_null(pc.equal(table.column("face"), 0), True))
             tables.append(table.append_column("shard", pa.repeat(shard.path, table.num_rows)))
@@ -203,6 +217,23 @@ class IndexWriter:
         finally:
             if gc_was_enabled:
                 gc.enable()
+        if damaged:
+            self._drop_damaged(damaged)
+
+    def _drop_damaged(self, damaged: list) -> None:
+        """Drop damaged shards from the manifest (retired: removed after the grace period) and
+        recount the live photos, which the dropped shards' records no longer shadow."""
+        stats = IndexStats()
+        for state in self.photos.values():
+            stats = stats.plus(state, +1)
+        now = time.time()
+        self.manifest = replace(
+            self.manifest,
+            shards=tuple(s for s in self.manifest.shards if s not in damaged),
+            retired=self.manifest.retired + tuple(Retired(s.path, now) for s in damaged),
+            stats=stats,
+        )
+        self._manifest_changed = True
 
     def _index_fingerprints(self) -> None:
         self._by_fingerprint: dict[str, PhotoState] = {
@@ -275,8 +306,7 @@ class IndexWriter:
         if tables:
             table = pa.concat_tables(tables)
             shard_path = f"{SHARDS_DIR}/{generation:010d}-{uuid.uuid4().hex[:8]}.parquet"
-            size = self.storage.write_parquet(shard_path, table)
-            shards.append(ShardInfo(shard_path, table.num_rows, size))
+            shards.append(self.storage.write_parquet(shard_path, table))
             new_states = self._states_of(table, shard_path)
         else:
             new_states = {}
@@ -392,15 +422,14 @@ class IndexWriter:
         merged = shards[start:]
         if len(merged) < 1 or (len(merged) == 1 and start > 0):
             return None
-        tables = [self.storage.read_parquet(shard.path, SCHEMA.names) for shard in merged]
+        tables = [self.storage.read_shard(shard, SCHEMA.names) for shard in merged]
         live = live_rows(tables, keep_tombstones=start > 0).cast(SCHEMA)
         generation = self._next_generation
         kept = list(shards[:start])
         shard_path = None
         if live.num_rows:
             shard_path = f"{SHARDS_DIR}/{generation:010d}-{uuid.uuid4().hex[:8]}.parquet"
-            size = self.storage.write_parquet(shard_path, live)
-            kept.append(ShardInfo(shard_path, live.num_rows, size))
+            kept.append(self.storage.write_parquet(shard_path, live))
         if len(kept) == len(shards) and [s.rows for s in kept] == [s.rows for s in shards]:
             # A single shard with nothing to drop: rewriting it would change nothing.
             if shard_path:
