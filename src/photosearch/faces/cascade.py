@@ -33,11 +33,14 @@ __all__ = [
 
 # The smallest face looked for: MIN_FACE_FRACTION of the working image's longer side (80 px in
 # a 4032 px photo, 40 px at the 2000 px working size), and MIN_FACE_PX in photos up to
-# SMALL_SIDE px, where the proposal pyramid is cheap anyway (crowd photos of the web are often
-# 500-800 px with 12-20 px faces). Measured on 16 synthetic + 32 real group photos: 1.5% of the
-# longer side found one more real face than 2% at 0.69x the speed.
+# SMALL_SIDE px (crowd photos of the web are often 500-800 px with 20-30 px faces). Measured on
+# 16 synthetic + 32 real group photos: 1.5% of the longer side found one more real face than 2%
+# at 0.69x the speed. On the 32 real group photos (118 faces) + 9 no-face + 20 LFW images,
+# MIN_FACE_PX 10, 12 and 14 all found 116 faces, 16 and 20 found 115 (a 28 px face of a 500 px
+# PASCAL crowd photo, which O-Net then scores under its threshold, even at 0.4); 14 took 0.89x
+# the time of 10 on these photos, 20 0.71x (the P-Net pyramid starts at 12/MIN_FACE_PX).
 MIN_FACE_FRACTION = 0.02
-MIN_FACE_PX = 10
+MIN_FACE_PX = 14
 SMALL_SIDE = 1000
 # A candidate is resampled so that its box is FACE_PX wide, on a CROP_PX square: MMOD's 80 px
 # window and its 5/6 pyramid then find the face even when MTCNN's box is 25% too big or 2x too

@@ -50,7 +50,7 @@ SMALL_PHOTO_SIDE = 800
 MAX_DETECTION_SCALE = 2.0  # 40 px faces: below that a 150 px chip is mostly interpolation
 DEFAULT_MAX_SIDE = 2000
 # "cascade" (the default): MTCNN proposals verified by MMOD on a crop at each face's scale
-# (faces/cascade.py), from 2% of the longer side (12 px in photos up to 1000 px), at a cost
+# (faces/cascade.py), from 2% of the longer side (14 px in photos up to 1000 px), at a cost
 # that grows with faces, not pixels. "mmod": dlib's detector on the whole image, box-for-box as dlib
 # (with `upsample` / `detection_side` as below).
 DETECTORS = ("cascade", "mmod")
@@ -165,11 +165,13 @@ class FaceEngine:
         `photosearch index --rebuild` redoes only photos detected otherwise."""
         if self.detector_name == "cascade":
             from photosearch.faces import cascade as c
+            from photosearch.faces.detail import DETAIL_FACE_PX
 
             return (
                 f"max side {self.max_side or 'full'}, detector cascade (MTCNN proposals from "
                 f"{c.MIN_FACE_FRACTION:.1%} of the longer side, {c.MIN_FACE_PX} px up to "
-                f"{c.SMALL_SIDE} px; MMOD at {c.FACE_PX} px on {c.CROP_PX} px crops)"
+                f"{c.SMALL_SIDE} px; MMOD at {c.FACE_PX} px on {c.CROP_PX} px crops; faces under "
+                f"{DETAIL_FACE_PX} px described from a finer decode)"
             )
         if self.upsample == "auto":
             how = f"{self.detection_side} px (doubled up to {SMALL_PHOTO_SIDE} px)"
@@ -285,16 +287,13 @@ class FaceEngine:
 
         landmarks_per_image: list[np.ndarray] = []
         chips: list[np.ndarray] = []
-        from photosearch.faces.align import face_chips
-
         for image, detections in zip(images, boxes_per_image, strict=True):
             if not detections:
                 landmarks_per_image.append(np.zeros((0, 5, 2)))
                 continue
-            boxes = [box for box, _ in detections]
-            landmarks = self.shape_predictor.predict_many(image.pixels, boxes)
-            landmarks_per_image.append(landmarks)
-            chips.append(face_chips(image.pixels, landmarks))
+            points, image_chips = self._landmarks_and_chips(image, [box for box, _ in detections])
+            landmarks_per_image.append(points)
+            chips.append(image_chips)
 
         descriptors = (
             self.describe_chips(np.concatenate(chips)) if chips else np.zeros((0, 128), np.float32)
@@ -311,13 +310,35 @@ class FaceEngine:
                     Face(
                         box=image.to_original_box(box),
                         score=float(score),
-                        landmarks=image.to_original_points(np.asarray(points, np.float64)),
+                        landmarks=points,
                         descriptor=descriptors[next_descriptor],
                     )
                 )
                 next_descriptor += 1
             results.append(faces)
         return results
+
+    def _landmarks_and_chips(
+        self, image: LoadedImage, boxes: list[tuple[int, int, int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 5, 2) landmarks in original pixels and (K, 150, 150, 3) chips of one image's
+        faces. With the cascade, small faces of a shrunk photo are taken from a more detailed
+        decode (faces/detail.py)."""
+        from photosearch.faces import detail
+        from photosearch.faces.align import face_chips
+
+        landmarks = self.shape_predictor.predict_many(image.pixels, boxes)
+        points = image.to_original_points(landmarks.astype(np.float64))
+        chips = face_chips(image.pixels, landmarks)
+        small = detail.small_faces(image, boxes) if self.detector_name == "cascade" else []
+        detailed = detail.detail_image(image, [boxes[i] for i in small]) if small else None
+        if detailed is not None:
+            fine = self.shape_predictor.predict_many(
+                detailed.pixels, [detail.to_detail_box(image, detailed, boxes[i]) for i in small]
+            )
+            chips[small] = face_chips(detailed.pixels, fine)
+            points[small] = detailed.to_original_points(fine.astype(np.float64))
+        return points, chips
 
     def describe_chips(self, chips: np.ndarray) -> np.ndarray:
         """(N, 150, 150, 3) uint8 aligned chips -> (N, 128) float32 descriptors."""
