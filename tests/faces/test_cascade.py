@@ -12,7 +12,7 @@ from photosearch.faces.engine import FaceEngine
 from photosearch.faces.images import load_image
 from photosearch.faces.models import registry
 
-CROWDS = {  # group_photos.csv: every expected face is found (14 px smallest face up to 1000 px)
+CROWDS = {  # group_photos.csv: every expected face is found
     "group/compreface/016_8.jpg": 8,  # 800x533, faces of 40-48 px
     "group/dlib/2008_002079.jpg": 6,  # 500x375 PASCAL VOC crowd, faces of 26-52 px
     "group/dlib/2007_007763.jpg": 7,

@@ -136,7 +136,7 @@ def detector_option(function: Command) -> Command:
         type=click.Choice(["cascade", "mmod"]),
         default=None,
         help="cascade: MTCNN proposals, each verified by dlib's MMOD on a crop at the face's "
-        "scale (faces from 2% of the photo's longer side, 14 px in photos up to 1000 px). "
+        "scale (faces from 2% of the photo's longer side, 10 px in photos up to 1000 px). "
         "mmod: dlib's detector on the whole photo, box-for-box as dlib (--detection-side, "
         "--upsample). [default: cascade; mmod when --upsample is a number]",
     )(function)

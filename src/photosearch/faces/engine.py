@@ -50,7 +50,7 @@ SMALL_PHOTO_SIDE = 800
 MAX_DETECTION_SCALE = 2.0  # 40 px faces: below that a 150 px chip is mostly interpolation
 DEFAULT_MAX_SIDE = 2000
 # "cascade" (the default): MTCNN proposals verified by MMOD on a crop at each face's scale
-# (faces/cascade.py), from 2% of the longer side (14 px in photos up to 1000 px), at a cost
+# (faces/cascade.py), from 2% of the longer side (10 px in photos up to 1000 px), at a cost
 # that grows with faces, not pixels. "mmod": dlib's detector on the whole image, box-for-box as dlib
 # (with `upsample` / `detection_side` as below).
 DETECTORS = ("cascade", "mmod")
