@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install --upgrade pip
 	$(PIP) install $(TORCH)
 	$(PIP) install -e '.[test,aws]'
+	# MTCNN's weights (the default detector's proposals) are data files of facenet-pytorch; its
+	# pins would replace torch and pull torchvision, so it goes in without its dependencies.
+	$(PIP) install --no-deps facenet-pytorch==2.6.0
 	$(MAKE) --no-print-directory chromium
 	touch $(STAMP)
 

@@ -323,3 +323,40 @@ def test_shared_photo_labels_and_queries(shared_data):
     assert by_person["Tom_Hanks"].reference_photo == "lfw:Tom_Hanks"
     for query in queries:
         assert query.reference_photo not in query.positives and query.positives
+
+
+# --- The default across album sizes (benchmarks/bench_search_sizes.py, docs/search.md) --------
+
+
+def test_default_threshold_grows_with_album_size():
+    sizes = [1, 50, 200, 316, 500, 1_000, 3_000, 10_000, 100_000, 10**6, 10**8]
+    values = [cal.default_threshold(n) for n in sizes]
+    assert values == sorted(values)  # never stricter for a smaller album
+    low, high = cal.DEFAULT_THRESHOLD_RANGE
+    assert all(low <= v <= high for v in values)
+    # Small albums get the recall-keeping end of the calibration (flat F1 curves there), large
+    # ones the stricter end; 10,000 faces is the anchor the constants name.
+    assert values[0] == values[2] == low
+    assert cal.default_threshold(10_000) == pytest.approx(cal.DEFAULT_THRESHOLD)
+    assert cal.default_threshold(1_000) == pytest.approx(
+        cal.DEFAULT_THRESHOLD - cal.THRESHOLD_PER_DECADE
+    )
+    assert values[-1] == high
+
+
+def test_small_album_default_keeps_recall(small_lfw_album):
+    """On a small real album the default is the recall-keeping end of the calibration: it finds
+    at least what the replaced rule's 0.10 floor found, and stays precise."""
+    queries, _ = lfw_queries(small_lfw_album)
+    faces = small_lfw_album.faces
+    assert cal.default_threshold(len(faces)) < 0.10
+    default = run_queries(small_lfw_album, queries, lambda r, f: search(r, f), "default")
+    before = run_queries(
+        small_lfw_album, queries, lambda r, f: search(r, f, threshold=0.10), "0.10"
+    )
+    assert default.mean_recall >= before.mean_recall
+    assert default.mean_recall >= 0.85, default  # 0.867 measured: 13 of the 15 photos
+    assert default.mean_precision >= 0.95, default
+    for query in queries:  # per person too: nothing the stricter rule found is lost
+        found = {m.photo for m in search(query.reference, faces)}
+        assert {m.photo for m in search(query.reference, faces, threshold=0.10)} <= found

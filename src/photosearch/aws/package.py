@@ -3,7 +3,7 @@
 One archive serves both containers (see docs/sagemaker.md):
 
     photosearch-package.json   what this is: model id, package version, file checksums
-    models/*.dat               dlib's weight files (the registry checks their SHA-256)
+    models/*.dat, *.pt         dlib's and MTCNN's weight files (the registry checks SHA-256)
     cache/*.npz                the same weights parsed to numpy (fast start-up, no parsing)
     code/inference.py          the SageMaker PyTorch serving entry (model_fn ... output_fn)
     code/processing.py         the Processing job entry (indexes the instance's shard)
@@ -138,11 +138,16 @@ def _parsed_cache_name(key: str, version: int) -> str:
 
 
 def _stage_weights(staging: Path) -> None:
-    """models/*.dat and cache/*.npz under `staging` (parsing once if the user cache lacks it)."""
+    """models/* (every pinned weight file: dlib's and MTCNN's) and cache/*.npz under `staging`
+    (parsing once if the user cache lacks it)."""
     import numpy as np
 
     (staging / "models").mkdir(parents=True)
     (staging / "cache").mkdir()
+    parsed = {key for key, _, _ in _parsers()}
+    for key, spec in registry.MODELS.items():
+        if key not in parsed:  # loaded as they are (MTCNN's state dicts)
+            shutil.copyfile(registry.model_path(key), staging / "models" / spec.filename)
     for key, parser, version in _parsers():
         shutil.copyfile(
             registry.model_path(key), staging / "models" / registry.MODELS[key].filename

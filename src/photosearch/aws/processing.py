@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from photosearch.faces.engine import DETECTION_SIDE, FaceEngine
+from photosearch.faces.engine import DEFAULT_DETECTOR, DETECTION_SIDE, FaceEngine
 
 __all__ = [
     "ALBUM_INPUT",
@@ -93,7 +93,7 @@ PROGRESS_STEPS = 20
 MIN_CHUNK = 16
 EXIT_MESSAGE_LIMIT = 1024  # SageMaker keeps the first 1 KB of /opt/ml/output/message
 # Every instance must detect and describe faces exactly as planned: shards merge into one index.
-PLANNED_ENGINE_SETTINGS = ("max_side", "upsample", "mirror", "detection_side")
+PLANNED_ENGINE_SETTINGS = ("max_side", "upsample", "mirror", "detection_side", "detector_name")
 
 Report = Callable[[str], None]
 
@@ -124,6 +124,7 @@ class JobPlan:
     photos: dict[str, tuple[int, str]]  # album key -> (size, listing stamp), new or changed only
     listed: int = 0  # photos in the album when planned
     detection_side: int = DETECTION_SIDE
+    detector_name: str = DEFAULT_DETECTOR  # FaceEngine's `detector`
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -138,6 +139,7 @@ class JobPlan:
                 "upsample": self.upsample,
                 "mirror": self.mirror,
                 "detection_side": self.detection_side,
+                "detector": self.detector_name,
             },
             "listed": self.listed,
             "photos": {key: [size, stamp] for key, (size, stamp) in sorted(self.photos.items())},
@@ -161,6 +163,8 @@ class JobPlan:
             photos={key: (int(size), str(stamp)) for key, (size, stamp) in data["photos"].items()},
             listed=int(data.get("listed", 0)),
             detection_side=int(engine.get("detection_side", DETECTION_SIDE)),
+            # Plans written before the cascade detector existed were planned for MMOD.
+            detector_name=str(engine.get("detector", "mmod")),
         )
 
     def album_manifest(self) -> list[Any]:
@@ -222,8 +226,8 @@ def plan_job(
 
     album = Album(album_location)
     files = album.files()
-    model_id = FaceEngine(device="cpu", max_side=max_side, upsample=upsample, mirror=mirror)
-    model_id = model_id.model_id
+    planned_engine = FaceEngine(device="cpu", max_side=max_side, upsample=upsample, mirror=mirror)
+    model_id = planned_engine.model_id
     reader = IndexReader(index_location)
     manifest = reader.manifest()
     known: dict[str, tuple[int | None, str | None, str]] = {}
@@ -262,6 +266,7 @@ def plan_job(
         mirror=mirror,
         photos=todo,
         listed=len(files),
+        detector_name=planned_engine.detector_name,
     )
     return PlannedJob(
         plan=plan,
@@ -429,6 +434,7 @@ def run_instance(
             max_side=plan.max_side,
             mirror=plan.mirror,
             detection_side=plan.detection_side,
+            detector=plan.detector_name,
         )
     running = {name: getattr(engine, name) for name in PLANNED_ENGINE_SETTINGS}
     planned = {name: getattr(plan, name) for name in PLANNED_ENGINE_SETTINGS}

@@ -10,6 +10,7 @@ import click
 
 from photosearch.cli.options import (
     EXIT_PARTIAL,
+    detector_option,
     device_option,
     fail,
     mirror_option,
@@ -36,10 +37,11 @@ def eval_group() -> None:
     help="The LFW images folder (Person_Name/Person_Name_NNNN.jpg).",
 )
 @upsample_option
+@detector_option
 @device_option
 @mirror_option
 @click.option("--json", "as_json", is_flag=True, help="Finish with one JSON line of figures.")
-def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
+def eval_lfw(pairs_file, images_dir, upsample, detector, device, mirror, as_json) -> None:
     """LFW verification accuracy on PAIRS_FILE: 10-fold protocol and the default threshold."""
     from photosearch.evaluate.lfw import central_descriptor, evaluate_pairs, read_pairs
     from photosearch.faces.engine import FaceEngine
@@ -50,7 +52,12 @@ def eval_lfw(pairs_file, images_dir, upsample, device, mirror, as_json) -> None:
         pairs = read_pairs(pairs_file)
     except ValueError as exc:
         fail(str(exc))
-    engine = FaceEngine(device=device, upsample=parse_upsample(upsample), mirror=mirror)
+    try:
+        engine = FaceEngine(
+            device=device, upsample=parse_upsample(upsample), mirror=mirror, detector=detector
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     unreadable: list[str] = []
 

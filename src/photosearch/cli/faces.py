@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from photosearch.cli.options import (
+    detector_option,
     device_option,
     max_side_option,
     mirror_option,
@@ -24,11 +25,12 @@ __all__ = ["faces"]
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @upsample_option
+@detector_option
 @device_option
 @max_side_option
 @mirror_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per image.")
-def faces(images, upsample, device, max_side, mirror, as_json) -> None:
+def faces(images, upsample, detector, device, max_side, mirror, as_json) -> None:
     """Detect and describe the faces in IMAGES.
 
     Boxes are [left, top, right, bottom] in original pixels, inclusive as dlib's rectangles.
@@ -36,9 +38,16 @@ def faces(images, upsample, device, max_side, mirror, as_json) -> None:
     """
     from photosearch.faces.engine import FaceEngine
 
-    engine = FaceEngine(
-        device=device, upsample=parse_upsample(upsample), max_side=max_side, mirror=mirror
-    )
+    try:
+        engine = FaceEngine(
+            device=device,
+            upsample=parse_upsample(upsample),
+            max_side=max_side,
+            mirror=mirror,
+            detector=detector,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     failed = False
     for path, found in engine.faces_from_sources(images):
         if isinstance(found, Exception):

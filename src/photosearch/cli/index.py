@@ -15,6 +15,7 @@ from photosearch.cli.options import (
     EXIT_BAD_INPUT,
     EXIT_PARTIAL,
     detection_side_option,
+    detector_option,
     device_option,
     fail,
     max_side_option,
@@ -43,6 +44,7 @@ __all__ = ["index", "info", "main"]
 )
 @max_side_option
 @detection_side_option
+@detector_option
 @click.option(
     "--commit-every",
     type=click.IntRange(min=1),
@@ -73,6 +75,7 @@ def index(
     workers,
     max_side,
     detection_side,
+    detector,
     commit_every,
     retry_errors,
     rebuild,
@@ -95,7 +98,9 @@ def index(
     except (ValueError, ImportError, OSError) as exc:
         fail(f"cannot open album {album}: {exc}")
     location = index_location or default_index_location(source.location)
-    engine = FaceEngine(device=device, max_side=max_side, detection_side=detection_side)
+    engine = FaceEngine(
+        device=device, max_side=max_side, detection_side=detection_side, detector=detector
+    )
     if not quiet:
         say(f"indexing {source.location}")
         say(f"index    {location}  (device {engine.device})")

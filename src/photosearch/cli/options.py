@@ -26,6 +26,7 @@ __all__ = [
     "FiniteFloat",
     "checked_device",
     "detection_side_option",
+    "detector_option",
     "device_option",
     "fail",
     "max_side_option",
@@ -126,6 +127,18 @@ def detection_side_option(function: Command) -> Command:
         "most doubled): faces down to 80/SIDE of the photo's longer side are found (1400: "
         "5.7%; photos up to 800 px are doubled: faces from 40 px). Larger finds smaller faces "
         "in crowd photos at about (SIDE/1400)^2 the time.",
+    )(function)
+
+
+def detector_option(function: Command) -> Command:
+    return click.option(
+        "--detector",
+        type=click.Choice(["cascade", "mmod"]),
+        default=None,
+        help="cascade: MTCNN proposals, each verified by dlib's MMOD on a crop at the face's "
+        "scale (faces from 2% of the photo's longer side, 10 px in photos up to 1000 px). "
+        "mmod: dlib's detector on the whole photo, box-for-box as dlib (--detection-side, "
+        "--upsample). [default: cascade; mmod when --upsample is a number]",
     )(function)
 
 

@@ -22,8 +22,10 @@ from photosearch.faces.models.registry import MODEL_ID
 from photosearch.faces.threads import one_torch_thread_each, torch_threads
 
 __all__ = [
+    "DEFAULT_DETECTOR",
     "DEFAULT_MAX_SIDE",
     "DETECTION_SIDE",
+    "DETECTORS",
     "MAX_DETECTION_SCALE",
     "SMALL_PHOTO_SIDE",
     "FaceEngine",
@@ -47,6 +49,12 @@ DETECTION_SIDE = 1400
 SMALL_PHOTO_SIDE = 800
 MAX_DETECTION_SCALE = 2.0  # 40 px faces: below that a 150 px chip is mostly interpolation
 DEFAULT_MAX_SIDE = 2000
+# "cascade" (the default): MTCNN proposals verified by MMOD on a crop at each face's scale
+# (faces/cascade.py), from 2% of the longer side (10 px in photos up to 1000 px), at a cost
+# that grows with faces, not pixels. "mmod": dlib's detector on the whole image, box-for-box as dlib
+# (with `upsample` / `detection_side` as below).
+DETECTORS = ("cascade", "mmod")
+DEFAULT_DETECTOR = "cascade"
 
 
 def resolve_max_side(max_side: int | None) -> int | None:
@@ -86,10 +94,12 @@ class FaceEngine:
     """Detects and describes faces (the `FaceFinder` of faces/base.py): `faces()` for one image,
     `faces_for_images()` for several.
 
-    upsample: how many times to double the image before detection, dlib-style (each doubling
-    finds faces half as big, from 80 px at none), or "auto": photos up to SMALL_PHOTO_SIDE px
-    doubled, larger ones detected at `detection_side` pixels on the longer side (enlarged at
-    most 2x; a 2x enlargement is dlib's own upsampling).
+    detector: "cascade" (the default when `upsample` is "auto") or "mmod" (dlib-exact; the
+    default when `upsample` is a number of doublings), see DETECTORS.
+    upsample: (mmod only) how many times to double the image before detection, dlib-style (each
+    doubling finds faces half as big, from 80 px at none), or "auto": photos up to
+    SMALL_PHOTO_SIDE px doubled, larger ones detected at `detection_side` pixels on the longer
+    side (enlarged at most 2x; a 2x enlargement is dlib's own upsampling).
     max_side: working resolution: larger photos are shrunk to this longer side before detection;
     boxes and landmarks are mapped back to original pixels. None or 0 keeps full resolution
     (entry points that take None as "the default" use `resolve_max_side`).
@@ -109,9 +119,17 @@ class FaceEngine:
         batch_size: int = 32,
         workers: int | None = None,
         detection_side: int = DETECTION_SIDE,
+        detector: str | None = None,
     ) -> None:
         if upsample != "auto" and (not isinstance(upsample, int) or upsample < 0):
             raise ValueError(f"upsample must be 'auto' or an integer >= 0, not {upsample!r}")
+        if detector is None:
+            detector = DEFAULT_DETECTOR if upsample == "auto" else "mmod"
+        if detector not in DETECTORS:
+            raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, not {detector!r}")
+        if detector == "cascade" and upsample != "auto":
+            raise ValueError("upsample applies to the mmod detector only (--detector mmod)")
+        self.detector_name = detector
         self.device = resolve_device(device)
         if self.device == "cpu":
             # Before any worker thread starts: threads pick their malloc arena on first use.
@@ -145,6 +163,16 @@ class FaceEngine:
     def detection_settings(self) -> str:
         """Which faces this engine looks for: recorded with every photo in the index, so that
         `photosearch index --rebuild` redoes only photos detected otherwise."""
+        if self.detector_name == "cascade":
+            from photosearch.faces import cascade as c
+            from photosearch.faces.detail import DETAIL_FACE_PX
+
+            return (
+                f"max side {self.max_side or 'full'}, detector cascade (MTCNN proposals from "
+                f"{c.MIN_FACE_FRACTION:.1%} of the longer side, {c.MIN_FACE_PX} px up to "
+                f"{c.SMALL_SIDE} px; MMOD at {c.FACE_PX} px on {c.CROP_PX} px crops; faces under "
+                f"{DETAIL_FACE_PX} px described from a finer decode)"
+            )
         if self.upsample == "auto":
             how = f"{self.detection_side} px (doubled up to {SMALL_PHOTO_SIDE} px)"
         else:
@@ -157,6 +185,13 @@ class FaceEngine:
         from photosearch.faces.detector import FaceDetector
 
         return FaceDetector(device=self.device)
+
+    @cached_property
+    def cascade(self):
+        from photosearch.faces.cascade import CascadeDetector
+        from photosearch.faces.proposals import FaceProposer
+
+        return CascadeDetector(self.detector, FaceProposer(device=self.device))
 
     @cached_property
     def shape_predictor(self):
@@ -185,6 +220,8 @@ class FaceEngine:
 
     def detect(self, pixels: np.ndarray) -> list[tuple[tuple[int, int, int, int], float]]:
         """(box, score) of every face in a working image, box in that image's pixels."""
+        if self.detector_name == "cascade":
+            return self.cascade.detect(pixels)
         if self.upsample != "auto":
             found = self.detector.detect(pixels, upsample=int(self.upsample))
             return [(d.box, d.score) for d in found]
@@ -217,6 +254,8 @@ class FaceEngine:
             return
         # Load the models once, before the threads race to do it.
         self.detector, self.shape_predictor, self.descriptor_net  # noqa: B018
+        if self.detector_name == "cascade":
+            self.cascade.proposer.nets  # noqa: B018
         with (
             one_torch_thread_each(),
             ThreadPoolExecutor(self.workers, thread_name_prefix="faces") as pool,
@@ -248,16 +287,13 @@ class FaceEngine:
 
         landmarks_per_image: list[np.ndarray] = []
         chips: list[np.ndarray] = []
-        from photosearch.faces.align import face_chips
-
         for image, detections in zip(images, boxes_per_image, strict=True):
             if not detections:
                 landmarks_per_image.append(np.zeros((0, 5, 2)))
                 continue
-            boxes = [box for box, _ in detections]
-            landmarks = self.shape_predictor.predict_many(image.pixels, boxes)
-            landmarks_per_image.append(landmarks)
-            chips.append(face_chips(image.pixels, landmarks))
+            points, image_chips = self._landmarks_and_chips(image, [box for box, _ in detections])
+            landmarks_per_image.append(points)
+            chips.append(image_chips)
 
         descriptors = (
             self.describe_chips(np.concatenate(chips)) if chips else np.zeros((0, 128), np.float32)
@@ -274,13 +310,35 @@ class FaceEngine:
                     Face(
                         box=image.to_original_box(box),
                         score=float(score),
-                        landmarks=image.to_original_points(np.asarray(points, np.float64)),
+                        landmarks=points,
                         descriptor=descriptors[next_descriptor],
                     )
                 )
                 next_descriptor += 1
             results.append(faces)
         return results
+
+    def _landmarks_and_chips(
+        self, image: LoadedImage, boxes: list[tuple[int, int, int, int]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 5, 2) landmarks in original pixels and (K, 150, 150, 3) chips of one image's
+        faces. With the cascade, small faces of a shrunk photo are taken from a more detailed
+        decode (faces/detail.py)."""
+        from photosearch.faces import detail
+        from photosearch.faces.align import face_chips
+
+        landmarks = self.shape_predictor.predict_many(image.pixels, boxes)
+        points = image.to_original_points(landmarks.astype(np.float64))
+        chips = face_chips(image.pixels, landmarks)
+        small = detail.small_faces(image, boxes) if self.detector_name == "cascade" else []
+        detailed = detail.detail_image(image, [boxes[i] for i in small]) if small else None
+        if detailed is not None:
+            fine = self.shape_predictor.predict_many(
+                detailed.pixels, [detail.to_detail_box(image, detailed, boxes[i]) for i in small]
+            )
+            chips[small] = face_chips(detailed.pixels, fine)
+            points[small] = detailed.to_original_points(fine.astype(np.float64))
+        return points, chips
 
     def describe_chips(self, chips: np.ndarray) -> np.ndarray:
         """(N, 150, 150, 3) uint8 aligned chips -> (N, 128) float32 descriptors."""

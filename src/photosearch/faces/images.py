@@ -22,6 +22,7 @@ Conventions, fixed here once for the whole project:
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import os
@@ -109,7 +110,9 @@ class LoadedImage:
     ``original_height / working_height``, which is precisely the geometry of the resize (the
     working image spans the whole original, edge to edge). ``format`` is the real format found
     in the content ("JPEG", "PNG", "WEBP", "HEIF", "GIF", ...), whatever the file is named;
-    ``source`` names the file in messages.
+    ``source`` names the file in messages. ``encoded`` is, for a shrunk photo loaded from bytes
+    or a local path, those bytes or that path (``load_image(encoded, ...)`` decodes it again, at
+    more detail: small faces are described from it); None otherwise.
     """
 
     pixels: np.ndarray
@@ -117,6 +120,7 @@ class LoadedImage:
     scale: float
     format: str
     source: str
+    encoded: bytes | str | None = None
 
     @property
     def working_size(self) -> tuple[int, int]:
@@ -200,10 +204,14 @@ def load_image(
             # Our own max_pixels check replaces Pillow's bomb warning (which would fire for
             # legitimate 90-179 MP photos); its hard-limit error is converted below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return _decode(file, prefix, label, max_side, max_pixels)
+            loaded = _decode(file, prefix, label, max_side, max_pixels)
     finally:
         if owned:
             file.close()
+    if loaded.scale > 1.0 and isinstance(source, bytes | str | os.PathLike):
+        encoded = source if isinstance(source, bytes) else os.fspath(source)
+        loaded = dataclasses.replace(loaded, encoded=encoded)
+    return loaded
 
 
 def _decode(

@@ -190,7 +190,7 @@ def search(
     references: (R, 128) descriptors of the person (one or more reference faces); a face counts
         if it matches any of them (each judged against its own crowd edge).
     threshold: minimum margin (crowd edge - distance); higher is stricter. None: the calibrated
-        default for an album of this size (calibration.default_threshold: 0.14 at 10,000 faces).
+        default for an album of this size (calibration.default_threshold: 0.12 at 10,000 faces).
     exclude: photo keys and/or (photo key, face number) pairs marked "not me": never returned and
         never used for expansion.
     expand: use confident matches as extra references (better recall for people with many photos).

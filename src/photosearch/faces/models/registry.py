@@ -1,7 +1,10 @@
 """Pinned model files: where they are, whether they are intact, and a cache of parsed tensors.
 
-The weights are dlib's, shipped as data files in the PyPI package ``face_recognition_models``.
-We locate that package without importing it (its ``__init__`` needs ``pkg_resources``), check
+The weights are dlib's, shipped as data files in the PyPI package ``face_recognition_models``,
+and MTCNN's (the proposal stage of the default detector), shipped as data files in the PyPI
+package ``facenet-pytorch`` 2.6.0 (installed with ``--no-deps``: its pins would replace torch).
+We locate each package without importing it (``face_recognition_models`` needs ``pkg_resources``,
+``facenet_pytorch`` needs torchvision), check
 each file against a pinned SHA-256 and parse it once; the parsed arrays are cached as ``.npz``
 under the user cache directory, keyed by the file checksum and the parser version, so later
 start-ups skip the (slow, pure-Python) parse.
@@ -25,6 +28,8 @@ __all__ = [
     "MODELS",
     "MODELS_PACKAGE",
     "MODEL_ID",
+    "MTCNN_INSTALL_HINT",
+    "MTCNN_PACKAGE",
     "ModelError",
     "ModelSpec",
     "Parser",
@@ -36,6 +41,8 @@ __all__ = [
 
 MODELS_PACKAGE = "face_recognition_models"
 INSTALL_HINT = "pip install --force-reinstall face_recognition_models==0.3.0"
+MTCNN_PACKAGE = "facenet_pytorch"
+MTCNN_INSTALL_HINT = "pip install --force-reinstall --no-deps facenet-pytorch==2.6.0"
 
 
 class ModelError(RuntimeError):
@@ -50,6 +57,12 @@ class ModelSpec:
     filename: str
     sha256: str
     description: str
+    package: str = MODELS_PACKAGE  # the PyPI package whose data folder holds the file
+    folder: str = "models"  # that folder, inside the package
+
+    @property
+    def install_hint(self) -> str:
+        return MTCNN_INSTALL_HINT if self.package == MTCNN_PACKAGE else INSTALL_HINT
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -73,6 +86,30 @@ MODELS: dict[str, ModelSpec] = {
             "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
             "128-D face descriptor ResNet",
         ),
+        ModelSpec(
+            "mtcnn_pnet",
+            "pnet.pt",
+            "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+            "MTCNN proposal net",
+            MTCNN_PACKAGE,
+            "data",
+        ),
+        ModelSpec(
+            "mtcnn_rnet",
+            "rnet.pt",
+            "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+            "MTCNN refinement net",
+            MTCNN_PACKAGE,
+            "data",
+        ),
+        ModelSpec(
+            "mtcnn_onet",
+            "onet.pt",
+            "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+            "MTCNN output net",
+            MTCNN_PACKAGE,
+            "data",
+        ),
     )
 }
 
@@ -80,15 +117,17 @@ MODELS: dict[str, ModelSpec] = {
 MODEL_ID = "dlib-resnet-v1+mmod+sp5"
 
 
-def models_dir() -> Path:
-    """The folder holding the ``.dat`` files (``PHOTOSEARCH_MODELS_DIR`` overrides)."""
+def models_dir(package: str = MODELS_PACKAGE, folder: str = "models") -> Path:
+    """The folder holding a package's model files (``PHOTOSEARCH_MODELS_DIR`` overrides, for
+    every package: put all the files there)."""
     override = os.environ.get("PHOTOSEARCH_MODELS_DIR")
     if override:
         return Path(override)
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the model package {MODELS_PACKAGE!r} is not installed: {INSTALL_HINT}")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
+        hint = MTCNN_INSTALL_HINT if package == MTCNN_PACKAGE else INSTALL_HINT
+        raise ModelError(f"the model package {package!r} is not installed: {hint}")
+    return Path(next(iter(spec.submodule_search_locations))) / folder
 
 
 def cache_dir() -> Path:
@@ -113,14 +152,14 @@ def _sha256(path: Path) -> str:
 def model_path(key: str) -> Path:
     """Path of a verified model file; raises ModelError if it is missing or altered."""
     spec = MODELS[key]
-    path = models_dir() / spec.filename
+    path = models_dir(spec.package, spec.folder) / spec.filename
     if not path.is_file():
-        raise ModelError(f"{spec.description} file not found at {path}: {INSTALL_HINT}")
+        raise ModelError(f"{spec.description} file not found at {path}: {spec.install_hint}")
     actual = _sha256(path)
     if actual != spec.sha256:
         raise ModelError(
             f"{spec.description} file {path} is altered (sha256 {actual[:12]}..., expected "
-            f"{spec.sha256[:12]}...): {INSTALL_HINT}"
+            f"{spec.sha256[:12]}...): {spec.install_hint}"
         )
     return path
 
