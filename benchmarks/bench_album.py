@@ -16,7 +16,6 @@ Usage: python benchmarks/bench_album.py
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import machine_description, require_shared_data
+from common import machine_description, require_shared_data, search_matches
 
 BIN = Path(sys.executable).parent
 
@@ -117,26 +116,9 @@ def run_photosearch(work: Path, known: dict[str, str]) -> tuple[float, float, se
         stdout=subprocess.DEVNULL,
     )
     index_seconds = time.perf_counter() - start
-    queries = work / "queries.csv"
-    with queries.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["query", "reference"])
-        for person, path in known.items():
-            writer.writerow([person, path])
     start = time.perf_counter()
-    out = subprocess.run(
-        [str(BIN / "photosearch"), "search", "--queries", str(queries), "--index", str(index)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout
+    found = search_matches(BIN / "photosearch", index, known, work, env)
     search_seconds = time.perf_counter() - start
-    found = set()
-    for line in out.splitlines():
-        result = json.loads(line)
-        for match in result["matches"]:
-            found.add((Path(match["photo"]).name, result["query"]))
     return index_seconds, search_seconds, found
 
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import os
 import resource
 import subprocess
@@ -39,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from common import machine_description, require_shared_data
+from common import machine_description, require_shared_data, search_matches
 from PIL import Image
 
 BIN = Path(sys.executable).parent
@@ -180,23 +179,9 @@ def run_ours(work: Path, sub: str) -> tuple[float, dict, set]:
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    queries = work / "queries.csv"
-    with queries.open("w") as handle:
-        handle.write("query,reference\n")
-        for ref in sorted((work / "known").iterdir()):
-            handle.write(f"{ref.stem},{ref}\n")
-    out = subprocess.run(
-        [str(BIN / "photosearch"), "search", "--queries", str(queries), "--index", str(index)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    ).stdout
+    references = {ref.stem: ref for ref in sorted((work / "known").iterdir())}
+    pairs = search_matches(BIN / "photosearch", index, references, work, env)
     seconds = time.perf_counter() - start
-    pairs = set()
-    for line in out.splitlines():
-        result = json.loads(line)
-        pairs.update((Path(m["photo"]).name, result["query"]) for m in result["matches"])
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from photosearch.index.store import IndexReader
 

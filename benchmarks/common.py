@@ -52,3 +52,32 @@ def timed(function: Callable[[], object], repeat: int = 1) -> tuple[float, objec
         result = function()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def search_matches(
+    photosearch: Path, index: Path, references: dict[str, Path], work: Path, env: dict
+) -> set[tuple[str, str]]:
+    """(photo file name, query) pairs found by one `photosearch search --queries` run of
+    every reference against the index (the way a benchmark asks for many people at once)."""
+    import csv
+    import json
+    import subprocess
+
+    queries = work / "queries.csv"
+    with queries.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["query", "reference"])
+        for name, path in references.items():
+            writer.writerow([name, str(path)])
+    out = subprocess.run(
+        [str(photosearch), "search", "--queries", str(queries), "--index", str(index)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout
+    found = set()
+    for line in out.splitlines():
+        result = json.loads(line)
+        found.update((Path(m["photo"]).name, result["query"]) for m in result["matches"])
+    return found
