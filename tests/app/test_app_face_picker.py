@@ -83,3 +83,21 @@ def test_the_picture_boxes_every_face_where_it_is(crowd):
         # The box's top edge, half way along, is the amber of the results' boxes.
         red, green, blue = drawn.getpixel(((left + right) // 2, top + 1))
         assert red > 200 and 150 < green < 230 and blue < 90
+
+
+@pytest.mark.parametrize(
+    "relative", ["group/dlib/2007_007763.jpg", "group/deepface/selfie-many-people.jpg"]
+)
+def test_the_reader_keeps_every_face_the_engine_finds(crowd, relative):
+    # The "4 of 7" of the issue: the reader offers exactly what the detector finds in the photo
+    # at full resolution (no cap, no size filter, no shrunk copy). In the 7-person PASCAL photo
+    # that is all 7; in the deepface selfie the default detector itself finds 4 of the 7, a
+    # detector limit (faces/), not the reader's.
+    reader = logic.ReferenceReader()
+    data = (PHOTOS / relative).read_bytes()
+    reference = reader.read(data, relative)
+    full_size = reader.engine.faces(load_image(data, max_side=None, name=relative))
+    assert reference.face_count == len(full_size) == len(reference.face_thumbnails)
+    assert sorted(reference.boxes) == sorted(face.box for face in full_size)
+    if relative.startswith("group/dlib/"):
+        assert reference.face_count == _expected_faces(relative) == 7
