@@ -7,6 +7,7 @@ Run through `photosearch app` (which sets the options below as environment varia
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import streamlit as st
@@ -243,8 +244,10 @@ def references_section(
             continue
         st.markdown(
             f"**{reference.name}** shows {reference.face_count} people. Which one are you "
-            "looking for?"
+            "looking for? Click the face in the photo, or use the numbered buttons below it."
         )
+        st.caption(f"Searching for face {reference.chosen + 1} of {reference.face_count}.")
+        face_picker(upload_id, reference, session)
         for number, thumbnail in enumerate(reference.face_thumbnails):
             if number % FACE_CHOICES_PER_ROW == 0:  # narrow columns: faces side by side
                 columns = st.columns(FACE_CHOICES_PER_ROW)
@@ -258,6 +261,30 @@ def references_section(
                 on_click=session.choose_face,
                 args=(upload_id, number),
             )
+
+
+def face_picker(upload_id: str, reference: logic.Reference, session: logic.SearchSession) -> None:
+    """The crowd photo, every face boxed and numbered; a click on a face picks it."""
+    if reference.picture is None or reference.photo_size is None:
+        return
+    from PIL import Image
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    key = f"picker-{upload_id}"
+    click = streamlit_image_coordinates(
+        Image.open(io.BytesIO(reference.picture)), key=key, use_column_width="always"
+    )
+    # The component keeps returning its last click on every rerun: act on a new one only.
+    if not click or st.session_state.get(f"{key}-seen") == click.get("unix_time"):
+        return
+    st.session_state[f"{key}-seen"] = click.get("unix_time")
+    point = logic.click_to_photo(click, reference.photo_size)
+    face = None if point is None else logic.face_at(point, reference.boxes)
+    if face is None:
+        st.toast("No face there: click on a face, or use the numbered buttons.")
+    elif face != reference.chosen:
+        session.choose_face(upload_id, face)
+        st.rerun()
 
 
 def results_section(

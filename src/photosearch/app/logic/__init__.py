@@ -37,6 +37,7 @@ from photosearch.app.logic.config import (
     password_hash_from,
     verify_password,
 )
+from photosearch.app.logic.face_picker import click_to_photo, face_at
 from photosearch.app.logic.identity import User, page_user
 from photosearch.app.logic.indexing import DONE, FAILED, RUNNING
 from photosearch.app.logic.library import AlbumStatus, Library, album_of_index, known_albums
@@ -113,11 +114,13 @@ __all__ = [
     "adopt_legacy_people",
     "album_of_index",
     "check_startable",
+    "click_to_photo",
     "copy_destination",
     "copy_matches",
     "copy_to_folder",
     "default_strictness",
     "endpoint_from",
+    "face_at",
     "find_matches",
     "hash_password",
     "is_loopback",

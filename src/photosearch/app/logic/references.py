@@ -24,6 +24,7 @@ __all__ = [
     "FACE_THUMBNAIL_SIDE",
     "Reference",
     "ReferenceReader",
+    "crowd_picture",
     "face_thumbnail",
 ]
 
@@ -41,6 +42,10 @@ class Reference:
     face_thumbnails: list[bytes]  # JPEG crop of each face
     chosen: int  # index of the person's face (default: the largest)
     data_digest: str | None = None  # BLAKE2b of the uploaded bytes: the same file is used once
+    # For a crowd photo: the photo with every face boxed and numbered, to click a face in, and
+    # the photo's original size, to map a click back onto `boxes`.
+    picture: bytes | None = None
+    photo_size: tuple[int, int] | None = None
 
     @property
     def descriptor(self) -> np.ndarray:
@@ -91,12 +96,14 @@ class ReferenceReader:
                 error.kind,
                 error.reason,
             ) from None
+        boxes = [face.box for face in found.faces]
         return Reference(
             name=name,
             descriptors=np.stack([face.descriptor for face in found.faces]).astype(np.float32),
-            boxes=[face.box for face in found.faces],
-            face_thumbnails=[face_thumbnail(found.image, face.box) for face in found.faces],
+            boxes=boxes,
+            face_thumbnails=[face_thumbnail(found.image, box) for box in boxes],
             chosen=found.chosen,
+            **crowd_picture(found.image, boxes),
         )
 
 
@@ -112,6 +119,15 @@ class _OneAtATime:
 
     def __getattr__(self, name: str):
         return getattr(self._engine, name)
+
+
+def crowd_picture(image: LoadedImage, boxes: Sequence[Sequence[int]]) -> dict:
+    """`picture` and `photo_size` for a photo of several faces (none for a single face)."""
+    if len(boxes) < 2:
+        return {}
+    from photosearch.app.logic.face_picker import numbered_picture
+
+    return {"picture": numbered_picture(image, boxes), "photo_size": image.original_size}
 
 
 def _default_engine() -> FaceFinder:

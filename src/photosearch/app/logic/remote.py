@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from photosearch.app.logic.references import Reference, face_thumbnail
+from photosearch.app.logic.references import Reference, crowd_picture, face_thumbnail
 from photosearch.search.match import Match
 from photosearch.search.query import ReferencePhotoError
 
@@ -111,6 +111,7 @@ class EndpointSearch:
             boxes=boxes,
             face_thumbnails=[face_thumbnail(image, box) for box in boxes],
             chosen=int(found["chosen"]),
+            **crowd_picture(image, boxes),
         )
 
     def matches(
