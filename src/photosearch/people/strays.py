@@ -32,6 +32,7 @@ STRAY_DISTANCE = 0.44
 STRAY_MARGIN = 0.04
 STRAY_MIN_PERSON = 10
 _CANDIDATES = 8  # nearest centres looked at per stray (some may hold a face of its photo)
+_BLOCK = 8192  # strays measured at once: 64 MB of float64 gaps
 
 
 def stray_choices(
@@ -80,8 +81,8 @@ def nearest_allowed(
     index.add(centres)
     k = min(_CANDIDATES, len(centres))
     x = np.ascontiguousarray(strays, dtype=np.float32)
-    for start in range(0, count, 65536):  # bounded result buffers
-        block = slice(start, start + 65536)
+    for start in range(0, count, _BLOCK):  # bounded buffers (gaps: _BLOCK x k x 128 float64)
+        block = slice(start, start + _BLOCK)
         found = index.search(x[block], k)[1]
         gaps = centres[np.maximum(found, 0)].astype(np.float64) - x[block, None, :]
         exact = np.sqrt(np.einsum("ijk,ijk->ij", gaps, gaps))
@@ -114,9 +115,13 @@ def attach_strays(
     if len(strays) == 0 or len(big) == 0:
         return labels
     people, which = np.unique(labels[big], return_inverse=True)
-    centres = np.zeros((len(people), x.shape[1]))
-    np.add.at(centres, which, x[big].astype(np.float64))
-    centres /= np.bincount(which)[:, None]
+    # One dimension at a time (float64 sums, no float64 copy of every face: 1 GB at 1M faces).
+    counts = np.bincount(which, minlength=len(people))
+    centres = np.stack(
+        [np.bincount(which, weights=x[big, d], minlength=len(people)) for d in range(x.shape[1])],
+        axis=1,
+    )
+    centres /= counts[:, None]
     person_photos: list[set[int]] = [set() for _ in people]
     for person, face_photo in zip(which.tolist(), photo[big].tolist(), strict=True):
         person_photos[person].add(face_photo)
