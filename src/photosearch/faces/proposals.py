@@ -54,8 +54,8 @@ class FaceProposer:
     def propose(self, pixels: np.ndarray, min_face: float) -> np.ndarray:
         """(N, 5) float64 boxes with scores, best first, of faces from about `min_face` px."""
         pnet, rnet, onet = self.nets
-        image = _as_tensor(pixels, self.device)
-        boxes = self._pnet_stage(pnet, pixels, min_face)
+        image = Image.fromarray(np.ascontiguousarray(pixels))
+        boxes = self._pnet_stage(pnet, image, min_face)
         if len(boxes) == 0:
             return boxes
         boxes = self._refine(rnet, image, boxes, 24, self.thresholds[1], 0.7)
@@ -63,8 +63,8 @@ class FaceProposer:
             return boxes
         return self._refine(onet, image, boxes, 48, self.thresholds[2], 0.7, by_min=True)
 
-    def _pnet_stage(self, pnet: PNet, pixels: np.ndarray, min_face: float) -> np.ndarray:
-        rows, cols = pixels.shape[:2]
+    def _pnet_stage(self, pnet: PNet, image: Image.Image, min_face: float) -> np.ndarray:
+        rows, cols = image.height, image.width
         scale = 12.0 / max(12.0, min_face)
         found = []
         level: torch.Tensor | None = None
@@ -73,9 +73,7 @@ class FaceProposer:
             # Each level is an area average of the one above (the first, of the photo: done
             # by Pillow on uint8, ~10x faster than averaging the full float image per level).
             if level is None:
-                first = Image.fromarray(np.ascontiguousarray(pixels)).resize(
-                    (size[1], size[0]), Image.Resampling.BOX
-                )
+                first = image.resize((size[1], size[0]), Image.Resampling.BOX)
                 level = _as_tensor(np.asarray(first), self.device)
             else:
                 level = F.interpolate(level, size=size, mode="area")
@@ -104,15 +102,17 @@ class FaceProposer:
     def _refine(
         self,
         net: RNet | ONet,
-        image: torch.Tensor,
+        image: Image.Image,
         boxes: np.ndarray,
         side: int,
         threshold: float,
         iou: float,
         by_min: bool = False,
     ) -> np.ndarray:
-        crops = torch.cat([_crop(image, box, side) for box in boxes])
-        probs, regs = net(_normalise(crops).contiguous(memory_format=torch.channels_last))
+        crops = np.stack([_crop(image, box, side) for box in boxes])  # (N, side, side, 3)
+        # NHWC memory seen as NCHW is channels-last already.
+        tensor = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
+        probs, regs = net(_normalise(tensor))
         probs, regs = probs.cpu().numpy(), regs.cpu().numpy()
         keep = probs > threshold
         boxes, probs, regs = boxes[keep], probs[keep], regs[keep]
@@ -136,16 +136,17 @@ def _normalise(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels - 127.5) * 0.0078125
 
 
-def _crop(image: torch.Tensor, box: np.ndarray, side: int) -> torch.Tensor:
-    """A side x side resample of the box; parts outside the image are black (MTCNN's padding)."""
-    rows, cols = image.shape[2:]
+def _crop(image: Image.Image, box: np.ndarray, side: int) -> np.ndarray:
+    """A side x side area-average resample of the box, uint8; parts outside the image are black
+    (MTCNN's padding). Pillow on uint8, one call per crop: ~10x cheaper than slicing a float copy
+    of the whole photo and pooling each patch in torch."""
     x1, y1, x2, y2 = (int(v) for v in box[:4])
     x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-    patch = torch.zeros((1, 3, y2 - y1, x2 - x1), dtype=image.dtype, device=image.device)
-    sx1, sy1, sx2, sy2 = max(x1, 0), max(y1, 0), min(x2, cols), min(y2, rows)
-    if sx2 > sx1 and sy2 > sy1:
-        patch[:, :, sy1 - y1 : sy2 - y1, sx1 - x1 : sx2 - x1] = image[:, :, sy1:sy2, sx1:sx2]
-    return F.interpolate(patch, size=(side, side), mode="area")
+    if x1 >= 0 and y1 >= 0 and x2 <= image.width and y2 <= image.height:
+        patch = image.resize((side, side), Image.Resampling.BOX, box=(x1, y1, x2, y2))
+    else:  # crop() fills outside the image with black
+        patch = image.crop((x1, y1, x2, y2)).resize((side, side), Image.Resampling.BOX)
+    return np.asarray(patch)
 
 
 def _regress(boxes: np.ndarray, regs: np.ndarray) -> np.ndarray:
