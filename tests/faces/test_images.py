@@ -167,7 +167,7 @@ def test_big_jpeg_shrinks_through_draft_like_a_full_decode(shared_data):
     assert max(full.shape) >= 4000  # the 36 MP photo: decoded at 1/4 or 1/8 size first
     loaded = load_image(path, max_side=800)
     reference = Image.fromarray(full).resize(
-        (loaded.pixels.shape[1], loaded.pixels.shape[0]), Image.Resampling.LANCZOS
+        (loaded.pixels.shape[1], loaded.pixels.shape[0]), Image.Resampling.BILINEAR
     )
     # Misaligned geometry or a poor filter would differ by several grey levels on a photo.
     assert mean_abs_diff(loaded.pixels, np.asarray(reference)) < 1.5
