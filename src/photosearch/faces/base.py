@@ -56,9 +56,21 @@ class Face:
         }
 
 
-def largest_face(faces: Sequence[Face]) -> Face | None:
-    """The biggest face by box area: the default choice of 'who' in a reference photo."""
-    return max(faces, key=lambda face: face.area, default=None)
+def largest_face(faces: Sequence[Face], image_size: tuple[int, int] | None = None) -> Face | None:
+    """The biggest face: the default choice of 'who' in a reference photo. With the photo's
+    (width, height), only the part of each box inside the photo counts: a bystander's face cut
+    by the photo's edge (its box reaching past it) is rarely the person the photo is of."""
+    if image_size is None:
+        return max(faces, key=lambda face: face.area, default=None)
+    width, height = image_size
+
+    def visible(face: Face) -> int:
+        left, top, right, bottom = face.box
+        inside_w = min(right, width - 1) - max(left, 0) + 1
+        inside_h = min(bottom, height - 1) - max(top, 0) + 1
+        return max(0, inside_w) * max(0, inside_h)
+
+    return max(faces, key=visible, default=None)
 
 
 @runtime_checkable

@@ -165,7 +165,8 @@ def read_reference(
     engine: FaceFinder, source: Any, *, name: str | None = None, face: int | None = None
 ) -> ReferenceFaces:
     """Find the faces of a reference photo; `face` (0-based, faces ordered left to right)
-    picks one, else the largest. Raises ReferencePhotoError for unreadable or faceless photos."""
+    picks one, else the largest (by its part inside the photo). Raises ReferencePhotoError for
+    unreadable or faceless photos."""
     label = name or str(source)
     try:
         image = load_image(source, max_side=engine.max_side, name=name)
@@ -177,7 +178,7 @@ def read_reference(
             f"{label}: no face found in this reference photo", "no_face", "no face found"
         )
     if face is None:
-        chosen = faces.index(largest_face(faces))
+        chosen = faces.index(largest_face(faces, image.original_size))
     elif 0 <= face < len(faces):
         chosen = face
     else:
