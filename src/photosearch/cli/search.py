@@ -93,7 +93,7 @@ def read_queries(path: Path) -> OrderedDict[str, list[str]]:
     type=click.IntRange(1),
     default=None,
     help="Which face of a reference photo is the person, counted left to right "
-    "[default: the largest].",
+    "[default: the largest, by its part inside the photo].",
 )
 @click.option(
     "--exclude",
