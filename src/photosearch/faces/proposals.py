@@ -110,9 +110,7 @@ class FaceProposer:
         by_min: bool = False,
     ) -> np.ndarray:
         crops = np.stack([_crop(image, box, side) for box in boxes])  # (N, side, side, 3)
-        # NHWC memory seen as NCHW is channels-last already.
-        tensor = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float()
-        probs, regs = net(_normalise(tensor))
+        probs, regs = net(_normalise(_as_tensor(crops, self.device)))
         probs, regs = probs.cpu().numpy(), regs.cpu().numpy()
         keep = probs > threshold
         boxes, probs, regs = boxes[keep], probs[keep], regs[keep]
@@ -127,9 +125,11 @@ class FaceProposer:
 
 
 def _as_tensor(pixels: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(1, 3, H, W) float32 of an (H, W, 3) uint8 image."""
-    tensor = torch.from_numpy(np.array(pixels, order="C")).to(device)  # a writable copy
-    return tensor.permute(2, 0, 1)[None].float()
+    """(N, 3, H, W) float32 of (H, W, 3) or (N, H, W, 3) uint8 pixels; NHWC memory seen as
+    NCHW is channels-last already."""
+    batch = pixels if pixels.ndim == 4 else pixels[None]
+    tensor = torch.from_numpy(np.array(batch, order="C")).to(device)  # a writable copy
+    return tensor.permute(0, 3, 1, 2).float()
 
 
 def _normalise(pixels: torch.Tensor) -> torch.Tensor:
