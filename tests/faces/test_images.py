@@ -173,6 +173,46 @@ def test_big_jpeg_shrinks_through_draft_like_a_full_decode(shared_data):
     assert mean_abs_diff(loaded.pixels, np.asarray(reference)) < 1.5
 
 
+def test_the_shrink_is_pillows_bilinear_filter_within_one_grey_level(shared_data, tmp_path):
+    """Photos are shrunk by torch's uint8 kernel (faster); it must stay Pillow's filter with
+    Pillow's geometry, for drafted JPEGs (whose decode overhangs the photo), plain decodes and
+    grey photos alike."""
+    path = max(shared_photos(), key=pixel_count)
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB")
+    # Odd sizes: a 1/2 draft of these rounds up and overhangs by half a pixel.
+    odd = image.resize((4179, 2351))
+    grey = image.convert("L").resize((2501, 1667))
+    for name, picture in (("odd.jpg", odd), ("odd.png", odd), ("grey.jpg", grey)):
+        picture.save(tmp_path / name)
+        loaded = load_image(tmp_path / name, max_side=1000)
+        with Image.open(tmp_path / name) as reference:
+            target = (loaded.pixels.shape[1], loaded.pixels.shape[0])
+            drafted = reference.draft(None, target)
+            box = drafted[1] if drafted else None
+            expected = reference.convert("RGB").resize(target, Image.Resampling.BILINEAR, box=box)
+        difference = np.abs(loaded.pixels.astype(np.int16) - np.asarray(expected))
+        assert difference.max() <= 1, name
+        assert difference.mean() < 0.05, name
+
+
+def test_a_decode_without_resampling_stops_at_the_drafted_size(shared_data, tmp_path):
+    """For the detail decode of small faces: a JPEG drafted to 1/2, 1/4 or 1/8 as long as that
+    leaves max_side, never resampled, with the geometry still mapping to the whole photo."""
+    path = max(shared_photos(), key=pixel_count)
+    with Image.open(path) as image:
+        width, height = ImageOps.exif_transpose(image).size
+    loaded = load_image(path, max_side=max(width, height) // 3, resample=False)
+    longer = max(loaded.pixels.shape[:2])
+    assert longer == -(-max(width, height) // 2)  # the 1/2 decode: 1/4 would be too small
+    assert loaded.original_size == (width, height)
+    right, bottom = loaded.pixels.shape[1] - 1, loaded.pixels.shape[0] - 1
+    corner = loaded.to_original_box((0, 0, right, bottom))
+    assert abs(corner[2] - (width - 1)) <= 1 and abs(corner[3] - (height - 1)) <= 1
+    full = load_image(path, max_side=max(width, height) - 1, resample=False)
+    assert full.pixels.shape[:2] == (height, width)  # nothing smaller is enough: full size
+
+
 def test_bytes_file_objects_and_fsspec_files_load_like_paths(shared_data, tmp_path):
     path = shared_data / "photos/people/deepface/img47.jpg"
     expected = load_image(path, max_side=300)

