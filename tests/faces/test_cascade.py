@@ -134,3 +134,32 @@ def test_mtcnn_weights_are_pinned(tmp_path, monkeypatch):
             registry.model_path("mtcnn_pnet")
     finally:
         registry.model_path.cache_clear()
+
+
+def test_cascade_boxes_do_not_jump_with_mmods_score_grid(shared_data, engine, monkeypatch):
+    """Where a crop puts a face on MMOD's 8 px score grid is arbitrary (it moves with the crop
+    size); dlib's cell-centred boxes then jump by a cell, the boxes placed at the score peak
+    much less. Same LFW faces, two crop sizes: boxes moving by more than 5 px."""
+    from photosearch.faces import cascade
+
+    photos = sorted((shared_data / "lfw-devtrain").glob("*/*_0001.jpg"))[::20][:60]
+    pixels = [load_image(path).pixels for path in photos]
+
+    def central_boxes() -> list:
+        boxes = []
+        for image in pixels:
+            found = [box for box, _ in engine.detect(image)]
+            boxes.append(min(found, key=lambda b: abs(b[0] + b[2] - 250) + abs(b[1] + b[3] - 250)))
+        return boxes
+
+    def moved(subcell: bool) -> int:
+        monkeypatch.setattr(cascade, "SUBCELL", subcell)
+        monkeypatch.setattr(cascade, "CROP_PX", 224)
+        wide = central_boxes()
+        monkeypatch.setattr(cascade, "CROP_PX", 160)
+        tight = central_boxes()
+        return sum(np.abs(np.subtract(a, b)).max() > 5 for a, b in zip(wide, tight, strict=True))
+
+    on_cells, at_peaks = moved(False), moved(True)
+    assert len(photos) == 60 and on_cells >= 15  # 107 of 250 such faces measured
+    assert at_peaks <= on_cells / 2  # 36 of 250 measured

@@ -170,7 +170,8 @@ class FaceEngine:
             return (
                 f"max side {self.max_side or 'full'}, detector cascade (MTCNN proposals from "
                 f"{c.MIN_FACE_FRACTION:.1%} of the longer side, {c.MIN_FACE_PX} px up to "
-                f"{c.SMALL_SIDE} px; MMOD at {c.FACE_PX} px on {c.CROP_PX} px crops; faces under "
+                f"{c.SMALL_SIDE} px; MMOD at {c.FACE_PX} px on {c.CROP_PX} px crops"
+                f"{', boxes at score peaks' if c.SUBCELL else ''}; faces under "
                 f"{DETAIL_FACE_PX} px described from a finer decode)"
             )
         if self.upsample == "auto":

@@ -212,13 +212,15 @@ def round_half_away(value: float) -> int:
 
 
 def tiled_pyramid_to_image(
-    layout: TiledPyramid, box: tuple[float, float, float, float]
+    layout: TiledPyramid, box: tuple[float, float, float, float], level: int | None = None
 ) -> tuple[float, float, float, float]:
     """A canvas box (double l, t, r, b) in the coordinates of the original image: find the level
-    tile nearest to the box's (rounded) centre, then map up that many levels with p*N/(N-1)+0.3."""
+    tile nearest to the box's (rounded) centre (unless `level` is given), then map up that many
+    levels with p*N/(N-1)+0.3."""
     left, top, right, bottom = box
-    cx, cy = round_half_away((left + right) / 2.0), round_half_away((top + bottom) / 2.0)
-    level = nearest_rect(layout.rects, cx, cy)
+    if level is None:
+        cx, cy = round_half_away((left + right) / 2.0), round_half_away((top + bottom) / 2.0)
+        level = nearest_rect(layout.rects, cx, cy)
     ox, oy = layout.rects[level][:2]
     coords = [left - ox, top - oy, right - ox, bottom - oy]
     ratio = layout.rate_n / (layout.rate_n - 1.0)
